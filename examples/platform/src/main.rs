@@ -1,0 +1,3 @@
+//! The reference platform binary `knative`.
+
+fn main() {}

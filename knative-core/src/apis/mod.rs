@@ -1,0 +1,46 @@
+//! Knative's API machinery: conditions, duck types and field errors.
+
+pub mod condition;
+pub mod duck;
+pub mod validation;
+
+pub use condition::{
+    CONDITION_READY, CONDITION_SUCCEEDED, Condition, ConditionManager, ConditionSet, ConditionSeverity,
+    ConditionStatus,
+};
+pub use duck::{KnativeStatus, Status};
+pub use validation::FieldError;
+
+use kube::core::object::HasStatus;
+use serde::{Serialize, de::DeserializeOwned};
+
+/// The bounds the driver needs of a Knative resource's status type; implemented for every
+/// type that meets them.
+pub trait KnativeStatusType:
+    KnativeStatus + Clone + Default + PartialEq + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<T> KnativeStatusType for T where
+    T: KnativeStatus + Clone + Default + PartialEq + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+/// A Knative resource: a Kubernetes object whose status embeds [`Status`] and whose
+/// conditions follow a [`ConditionSet`].
+///
+/// Types derived with `kube::CustomResource` (with a `status`) need only name their condition set.
+pub trait KnativeObject:
+    kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + HasStatus<Status: KnativeStatusType>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The conditions this kind reports.
+    fn condition_set() -> &'static ConditionSet;
+}

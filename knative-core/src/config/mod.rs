@@ -1,0 +1,1 @@
+//! Typed configuration from ConfigMaps, watched live. SKELETON: being written.

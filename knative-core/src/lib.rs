@@ -1,0 +1,19 @@
+//! # knative-core
+//!
+//! Knative's API machinery in Rust, the layer every other crate of the SDK builds on.
+//!
+//! - [`apis`]: conditions with knative.dev/pkg's semantics, duck types, field errors.
+//! - [`reconciler`]: the [`Reconciler`](reconciler::Reconciler) trait and one generic driver
+//!   onto `kube::runtime::Controller`.
+//! - [`config`]: typed configuration from ConfigMaps, watched live.
+//! - [`leader`]: Lease-based leader election.
+//! - [`metrics`]: Prometheus metrics of the reconcilers.
+//! - `testing` (feature `testing`): a recording API double and helpers for a real API server.
+
+pub mod apis;
+pub mod config;
+pub mod leader;
+pub mod metrics;
+pub mod reconciler;
+#[cfg(feature = "testing")]
+pub mod testing;

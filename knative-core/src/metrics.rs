@@ -1,0 +1,1 @@
+//! Prometheus metrics of the reconcilers. SKELETON: being written.

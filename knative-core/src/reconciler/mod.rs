@@ -1,0 +1,1 @@
+//! The Reconciler trait and its generic driver. SKELETON: being written.

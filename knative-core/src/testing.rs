@@ -1,0 +1,1 @@
+//! Test fixtures. SKELETON: being written.
