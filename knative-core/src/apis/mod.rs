@@ -11,6 +11,7 @@ pub use condition::{
 pub use duck::{KnativeStatus, Status};
 pub use validation::FieldError;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::core::object::HasStatus;
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -43,4 +44,11 @@ pub trait KnativeObject:
 {
     /// The conditions this kind reports.
     fn condition_set() -> &'static ConditionSet;
+
+    /// A [`ConditionManager`] over this object's conditions (creating an empty status when
+    /// there is none), stamping transitions with `now`.
+    fn manage_conditions(&mut self, now: Timestamp) -> ConditionManager<'_> {
+        let status = self.status_mut().get_or_insert_with(Default::default);
+        Self::condition_set().manage(status.duck_mut(), now)
+    }
 }

@@ -1,1 +1,87 @@
-//! The Reconciler trait and its generic driver. SKELETON: being written.
+//! The [`Reconciler`] trait and the generic [`Driver`] that runs it on `kube::runtime`.
+//!
+//! A user writes what Knative users write in Go — `ReconcileKind` and, optionally,
+//! `FinalizeKind` — and the driver does what knative.dev/pkg's generated reconcilers do for every
+//! resource:
+//!
+//! 1. takes the object from the controller's store;
+//! 2. adds the finalizer when the reconciler finalizes (before the first `reconcile_kind`);
+//! 3. initialises the status' conditions and, on a new generation, sets the happy condition
+//!    Unknown (`NewObservedGenFailure`) for the reconciler to overwrite;
+//! 4. calls [`Reconciler::reconcile_kind`] (or [`Reconciler::finalize_kind`] once deletion has
+//!    begun, then removes the finalizer);
+//! 5. stamps `observedGeneration`, keeps `lastTransitionTime` of conditions that did not change,
+//!    and writes `/status` only when the status differs, retrying on 409 conflicts against the
+//!    latest object;
+//! 6. publishes Events (events.k8s.io/v1) for errors, and maps [`ReconcileError`]s to
+//!    no-retry, backoff or requeue-after.
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use knative_core::apis::{ConditionSet, KnativeObject};
+//! use knative_core::reconciler::{Context, Driver, ReconcileError, Reconciler};
+//! # use knative_core::apis::Status;
+//! # use kube::CustomResource;
+//! # use schemars::JsonSchema;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default)]
+//! # #[kube(group = "example.dev", version = "v1", kind = "Widget", namespaced, status = "Status")]
+//! # pub struct WidgetSpec { size: i32 }
+//! # impl KnativeObject for Widget {
+//! #     fn condition_set() -> &'static ConditionSet {
+//! #         static SET: std::sync::LazyLock<ConditionSet> = std::sync::LazyLock::new(|| ConditionSet::living(&[]));
+//! #         &SET
+//! #     }
+//! # }
+//!
+//! struct WidgetReconciler;
+//!
+//! #[async_trait]
+//! impl Reconciler<Widget> for WidgetReconciler {
+//!     async fn reconcile_kind(&self, widget: &mut Widget, ctx: &Context) -> Result<(), ReconcileError> {
+//!         // Create or update the widget's children with ctx.client() here, then report:
+//!         widget.manage_conditions(ctx.now()).mark_true("Ready");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), kube::Error> {
+//! let client = kube::Client::try_default().await?;
+//! Driver::new(client, WidgetReconciler).run().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod driver;
+mod error;
+
+pub use driver::{Context, Driver, DriverOptions};
+pub use error::{DriverError, ReconcileError, failure_backoff};
+
+use async_trait::async_trait;
+
+use crate::apis::KnativeObject;
+
+/// What a user implements to reconcile one kind of resource (knative.dev/pkg's `Interface` and
+/// `Finalizer`).
+///
+/// `reconcile_kind` receives a copy of the object whose status the driver will write back; the
+/// spec and metadata changes it makes are ignored (write children, not the parent).
+#[async_trait]
+pub trait Reconciler<K: KnativeObject>: Send + Sync + 'static {
+    /// Brings the world in line with `obj`'s spec and records what it saw in `obj`'s status.
+    async fn reconcile_kind(&self, obj: &mut K, ctx: &Context) -> Result<(), ReconcileError>;
+
+    /// Cleans up what `obj` owns outside Kubernetes' garbage collection, once deletion began.
+    /// Only called when [`Reconciler::uses_finalizer`] is `true`; the finalizer is removed when
+    /// this returns `Ok`.
+    async fn finalize_kind(&self, obj: &mut K, ctx: &Context) -> Result<(), ReconcileError> {
+        let _ = (obj, ctx);
+        Ok(())
+    }
+
+    /// Whether the driver should manage a finalizer and call [`Reconciler::finalize_kind`].
+    fn uses_finalizer(&self) -> bool {
+        false
+    }
+}

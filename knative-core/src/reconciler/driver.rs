@@ -1,0 +1,376 @@
+//! One generic driver onto `kube::runtime::Controller` for every Knative resource.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use super::error::{DriverError, ReconcileError, failure_backoff};
+use super::Reconciler;
+use crate::apis::{KnativeObject, KnativeStatus};
+
+/// The reason the happy condition carries between a new generation and the reconciler's verdict.
+const NEW_GENERATION_REASON: &str = "NewObservedGenFailure";
+/// client-go's `retry.DefaultRetry` makes five attempts at a conflicting update.
+const STATUS_UPDATE_ATTEMPTS: usize = 5;
+
+/// How a [`Driver`] names itself and its finalizer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverOptions {
+    /// The reconciler's name: the Events' reporting controller, the metrics' `reconciler` label,
+    /// the logs. Default: `<kind>-controller` in lower case, as Knative's agent names.
+    pub name: String,
+    /// The finalizer the driver manages when the reconciler finalizes. Default: Knative's,
+    /// `<plural>.<group>` (e.g. `services.serving.knative.dev`).
+    pub finalizer: String,
+    /// How many objects are reconciled at once (0 = unbounded).
+    pub concurrency: u16,
+}
+
+impl DriverOptions {
+    /// Knative's defaults for kind `K`.
+    pub fn for_kind<K: Resource<DynamicType = ()>>() -> Self {
+        let group = K::group(&());
+        let plural = K::plural(&());
+        Self {
+            name: format!("{}-controller", K::kind(&()).to_lowercase()),
+            finalizer: if group.is_empty() { plural.into_owned() } else { format!("{plural}.{group}") },
+            concurrency: 0,
+        }
+    }
+}
+
+/// What a reconcile sees besides the object: the client, the Event recorder for that object, and
+/// the time of this reconcile (use it for conditions, so that one pass stamps one time).
+#[derive(Clone)]
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    reference: ObjectReference,
+    now: Timestamp,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("reference", &self.reference).field("now", &self.now).finish()
+    }
+}
+
+impl Context {
+    /// The API client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The time this reconcile started.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// A reference to the object being reconciled.
+    pub fn reference(&self) -> &ObjectReference {
+        &self.reference
+    }
+
+    /// Publishes an Event about the object being reconciled. A failure to publish is logged,
+    /// never returned: Events are best effort, as in client-go.
+    pub async fn publish(&self, type_: EventType, reason: &str, note: impl Into<String>) {
+        publish(&self.recorder, &self.reference, type_, reason, note.into(), "Reconcile").await;
+    }
+}
+
+async fn publish(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    action: &str,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(truncate(note, 1024)),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, reference).await {
+        tracing::warn!(%err, reason, object = ?reference.name, "failed to publish event");
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Runs a [`Reconciler`] for kind `K` on `kube::runtime`, doing for it what knative.dev/pkg's
+/// generated reconcilers do (see the [module docs](super)).
+pub struct Driver<K: KnativeObject, R: Reconciler<K>> {
+    client: Client,
+    reconciler: R,
+    options: DriverOptions,
+    recorder: Recorder,
+    failures: Mutex<HashMap<(String, String), u32>>,
+    _kind: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K: KnativeObject, R: Reconciler<K>> fmt::Debug for Driver<K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
+    /// A driver with Knative's default name and finalizer for `K`.
+    pub fn new(client: Client, reconciler: R) -> Self {
+        Self::with_options(client, reconciler, DriverOptions::for_kind::<K>())
+    }
+
+    /// A driver with explicit options.
+    pub fn with_options(client: Client, reconciler: R, options: DriverOptions) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter { controller: options.name.clone(), instance: std::env::var("POD_NAME").ok() },
+        );
+        Self {
+            client,
+            reconciler,
+            options,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+            _kind: std::marker::PhantomData,
+        }
+    }
+
+    /// The driver's options.
+    pub fn options(&self) -> &DriverOptions {
+        &self.options
+    }
+
+    /// The reconciler being driven.
+    pub fn reconciler(&self) -> &R {
+        &self.reconciler
+    }
+
+    /// Watches every `K` in all namespaces and reconciles until the process is asked to stop
+    /// (SIGTERM or Ctrl-C).
+    pub async fn run(self) {
+        self.run_with(|controller| controller).await;
+    }
+
+    /// Like [`Driver::run`], letting the caller configure the controller first, typically to
+    /// watch owned children: `driver.run_with(|c| c.owns(Api::<Deployment>::all(client), Default::default()))`.
+    pub async fn run_with(self, configure: impl FnOnce(Controller<K>) -> Controller<K>) {
+        let api = Api::<K>::all(self.client.clone());
+        let config = kube::runtime::controller::Config::default().concurrency(self.options.concurrency);
+        let controller = configure(Controller::new(api, watcher::Config::default()))
+            .with_config(config)
+            .shutdown_on_signal();
+        let name = self.options.name.clone();
+        controller
+            .run(
+                |obj, driver: Arc<Self>| async move { driver.reconcile(obj).await },
+                |obj, err, driver: Arc<Self>| driver.error_policy(&obj, err),
+                Arc::new(self),
+            )
+            .for_each(|result| {
+                if let Err(err) = result {
+                    tracing::debug!(reconciler = %name, %err, "reconcile did not complete");
+                }
+                futures::future::ready(())
+            })
+            .await;
+    }
+
+    /// The controller's retry policy for a failed pass: per-object exponential backoff, reset by
+    /// the next successful pass.
+    pub fn error_policy(&self, obj: &K, err: &DriverError) -> Action {
+        let key = key_of(obj);
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        let delay = failure_backoff(*n);
+        tracing::warn!(reconciler = %self.options.name, object = %obj.name_any(), %err, ?delay, "reconcile failed");
+        Action::requeue(delay)
+    }
+
+    /// One pass over one object, as the controller runs it; callable directly from tests.
+    ///
+    /// # Errors
+    /// A transient reconciler error, or a failure to write the status or the finalizer; the
+    /// controller retries these with [`Driver::error_policy`].
+    pub async fn reconcile(&self, original: Arc<K>) -> Result<Action, DriverError> {
+        let result = self.reconcile_pass(&original).await;
+        if result.is_ok() {
+            self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key_of(&*original));
+        }
+        result
+    }
+
+    async fn reconcile_pass(&self, original: &K) -> Result<Action, DriverError> {
+        let namespace = original.namespace().unwrap_or_default();
+        let api = Api::<K>::namespaced(self.client.clone(), &namespace);
+        let now = Timestamp::now();
+        let ctx = Context {
+            client: self.client.clone(),
+            recorder: self.recorder.clone(),
+            reference: original.object_ref(&()),
+            now,
+        };
+        let mut resource = original.clone();
+        // The object whose status the status write is based on (changes when the finalizer is set).
+        let mut base = original.clone();
+
+        let outcome = if resource.meta().deletion_timestamp.is_none() {
+            if self.reconciler.uses_finalizer() && !self.has_finalizer(&resource) {
+                base = self.set_finalizers(&api, &resource, true).await.inspect_err(|err| {
+                    tracing::warn!(%err, "failed to add finalizer");
+                })?;
+                resource = base.clone();
+            }
+            pre_process(&mut resource, now);
+            let outcome = self.reconciler.reconcile_kind(&mut resource, &ctx).await;
+            if let Err(ReconcileError::Permanent { reason, message }) = &outcome {
+                let happy = K::condition_set().happy().to_owned();
+                resource.manage_conditions(now).mark_false(&happy, reason, message);
+            }
+            post_process(&mut resource, original);
+            outcome
+        } else if self.reconciler.uses_finalizer() && self.has_finalizer(&resource) {
+            let outcome = self.reconciler.finalize_kind(&mut resource, &ctx).await;
+            if outcome.is_ok() {
+                self.set_finalizers(&api, &resource, false).await?;
+                // The object may be gone now; there is no status left to write.
+                return Ok(Action::await_change());
+            }
+            outcome
+        } else {
+            return Ok(Action::await_change());
+        };
+
+        if resource.status() != base.status() {
+            if let Err(err) = self.update_status(&api, &base, &resource).await {
+                publish(
+                    &self.recorder,
+                    &ctx.reference,
+                    EventType::Warning,
+                    "UpdateFailed",
+                    format!("Failed to update status for \"{}\": {err}", resource.name_any()),
+                    "UpdateStatus",
+                )
+                .await;
+                return Err(DriverError::UpdateStatus(err));
+            }
+        }
+
+        match outcome {
+            Ok(()) => Ok(Action::await_change()),
+            Err(ReconcileError::RequeueAfter(delay)) => Ok(Action::requeue(delay)),
+            Err(ReconcileError::Permanent { reason, message }) => {
+                ctx.publish(EventType::Warning, &reason, message).await;
+                Ok(Action::await_change())
+            }
+            Err(ReconcileError::Transient(err)) => {
+                ctx.publish(EventType::Warning, "InternalError", err.to_string()).await;
+                Err(DriverError::Reconcile(err))
+            }
+        }
+    }
+
+    fn has_finalizer(&self, obj: &K) -> bool {
+        obj.finalizers().iter().any(|f| f == &self.options.finalizer)
+    }
+
+    /// Adds (`add`) or removes our finalizer with a merge patch guarded by the object's
+    /// resourceVersion, as knative.dev/pkg does, so a concurrent change is never overwritten.
+    async fn set_finalizers(&self, api: &Api<K>, obj: &K, add: bool) -> Result<K, DriverError> {
+        let mut finalizers: Vec<String> =
+            obj.finalizers().iter().filter(|f| *f != &self.options.finalizer).cloned().collect();
+        if add {
+            finalizers.push(self.options.finalizer.clone());
+        }
+        let patch = serde_json::json!({
+            "metadata": { "finalizers": finalizers, "resourceVersion": obj.resource_version() }
+        });
+        api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| DriverError::Finalizer { action: if add { "add" } else { "remove" }, source })
+    }
+
+    /// Writes `desired`'s status over the latest object, retrying 409 conflicts against a fresh
+    /// read (the first attempt uses the store's copy, as knative.dev/pkg does).
+    async fn update_status(&self, api: &Api<K>, base: &K, desired: &K) -> Result<(), kube::Error> {
+        let mut existing = base.clone();
+        let name = desired.name_any();
+        let mut attempt = 0;
+        loop {
+            if attempt > 0 {
+                existing = api.get(&name).await?;
+            }
+            if existing.status() == desired.status() {
+                return Ok(());
+            }
+            *existing.status_mut() = desired.status().cloned();
+            match api.replace_status(&name, &PostParams::default(), &existing).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(status)) if status.is_conflict() && attempt + 1 < STATUS_UPDATE_ATTEMPTS => {
+                    tracing::debug!(object = %name, attempt, "status update conflicted; retrying on the latest object");
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+fn key_of<K: Resource>(obj: &K) -> (String, String) {
+    (obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
+}
+
+/// Before `reconcile_kind`: conditions initialised; a new generation resets the happy condition
+/// to Unknown until the reconciler says otherwise.
+fn pre_process<K: KnativeObject>(resource: &mut K, now: Timestamp) {
+    let generation = resource.meta().generation;
+    let happy = K::condition_set().happy().to_owned();
+    let observed = resource.status().and_then(|s| s.duck().observed_generation);
+    let mut conditions = resource.manage_conditions(now);
+    conditions.initialize_conditions();
+    if observed != generation {
+        conditions.mark_unknown(&happy, NEW_GENERATION_REASON, "unsuccessfully observed a new generation");
+    }
+}
+
+/// After `reconcile_kind`: the generation is observed, and conditions that did not change keep
+/// their `lastTransitionTime` (so that an unchanged object writes nothing).
+fn post_process<K: KnativeObject>(resource: &mut K, original: &K) {
+    let generation = resource.meta().generation;
+    let before = original.status().map(|s| s.duck().conditions.clone()).unwrap_or_default();
+    let status = resource.status_mut().get_or_insert_with(Default::default).duck_mut();
+    status.observed_generation = generation;
+    for condition in &mut status.conditions {
+        if let Some(old) = before.iter().find(|c| c.type_ == condition.type_) {
+            let same = old.status == condition.status
+                && old.severity == condition.severity
+                && old.reason == condition.reason
+                && old.message == condition.message;
+            if same {
+                condition.last_transition_time = old.last_transition_time;
+            }
+        }
+    }
+}
