@@ -15,14 +15,21 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-#[kube(group = "example.dev", version = "v1", kind = "Widget", namespaced, status = "Status")]
+#[kube(
+    group = "example.dev",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "Status"
+)]
 struct WidgetSpec {
     size: i32,
 }
 
 impl KnativeObject for Widget {
     fn condition_set() -> &'static ConditionSet {
-        static SET: std::sync::LazyLock<ConditionSet> = std::sync::LazyLock::new(|| ConditionSet::living(&["Sized"]));
+        static SET: std::sync::LazyLock<ConditionSet> =
+            std::sync::LazyLock::new(|| ConditionSet::living(&["Sized"]));
         &SET
     }
 }
@@ -40,10 +47,19 @@ struct TestReconciler {
 
 impl TestReconciler {
     fn new(reconcile: Behaviour) -> Self {
-        Self { reconcile, finalize: None, announce: None, reconciled: AtomicUsize::new(0), finalized: AtomicUsize::new(0) }
+        Self {
+            reconcile,
+            finalize: None,
+            announce: None,
+            reconciled: AtomicUsize::new(0),
+            finalized: AtomicUsize::new(0),
+        }
     }
     fn finalizing(reconcile: Behaviour, finalize: Behaviour) -> Self {
-        Self { finalize: Some(finalize), ..Self::new(reconcile) }
+        Self {
+            finalize: Some(finalize),
+            ..Self::new(reconcile)
+        }
     }
 }
 
@@ -52,13 +68,20 @@ impl Reconciler<Widget> for TestReconciler {
     async fn reconcile_kind(&self, obj: &mut Widget, ctx: &Context) -> Result<(), ReconcileError> {
         self.reconciled.fetch_add(1, Ordering::SeqCst);
         if let Some(reason) = self.announce {
-            ctx.publish(kube::runtime::events::EventType::Normal, reason, "made a thing").await;
+            ctx.publish(
+                kube::runtime::events::EventType::Normal,
+                reason,
+                "made a thing",
+            )
+            .await;
         }
         (self.reconcile)(obj, ctx)
     }
     async fn finalize_kind(&self, obj: &mut Widget, ctx: &Context) -> Result<(), ReconcileError> {
         self.finalized.fetch_add(1, Ordering::SeqCst);
-        (self.finalize.expect("finalize called on a non-finalizing reconciler"))(obj, ctx)
+        (self
+            .finalize
+            .expect("finalize called on a non-finalizing reconciler"))(obj, ctx)
     }
     fn uses_finalizer(&self) -> bool {
         self.finalize.is_some()
@@ -92,16 +115,27 @@ fn stored(api: &RecordingApi, name: &str) -> Arc<Widget> {
 }
 
 fn condition<'a>(w: &'a Widget, t: &str) -> &'a knative_core::apis::Condition {
-    w.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == t)).expect("condition present")
+    w.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
+        .expect("condition present")
 }
 
 #[tokio::test]
 async fn a_new_object_gets_its_status_written_with_observed_generation() {
     let (api, driver) = setup(&widget("w"), TestReconciler::new(mark_sized));
-    let action = driver.reconcile(stored(&api, "w")).await.expect("reconcile");
+    let action = driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("reconcile");
     assert_eq!(action, Action::await_change());
     let updates = api.status_updates();
-    assert_eq!(updates.len(), 1, "exactly one status write: {:?}", api.writes());
+    assert_eq!(
+        updates.len(),
+        1,
+        "exactly one status write: {:?}",
+        api.writes()
+    );
     let written: Widget = updates[0].object();
     let status = written.status.as_ref().expect("status");
     assert_eq!(status.observed_generation, Some(1));
@@ -112,9 +146,15 @@ async fn a_new_object_gets_its_status_written_with_observed_generation() {
 #[tokio::test]
 async fn a_reconcile_that_changes_nothing_writes_nothing() {
     let (api, driver) = setup(&widget("w"), TestReconciler::new(mark_sized));
-    driver.reconcile(stored(&api, "w")).await.expect("first reconcile");
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("first reconcile");
     api.clear_actions();
-    driver.reconcile(stored(&api, "w")).await.expect("second reconcile");
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("second reconcile");
     assert_eq!(api.writes(), vec![], "second pass must not write");
     assert_eq!(api.events(), vec![]);
 }
@@ -122,16 +162,28 @@ async fn a_reconcile_that_changes_nothing_writes_nothing() {
 #[tokio::test]
 async fn conditions_are_initialised_to_unknown_before_reconcile_kind() {
     let (api, driver) = setup(&widget("w"), TestReconciler::new(do_nothing));
-    driver.reconcile(stored(&api, "w")).await.expect("reconcile");
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("reconcile");
     let written: Widget = api.status_updates()[0].object();
-    assert_eq!(condition(&written, "Sized").status, ConditionStatus::Unknown);
-    assert_eq!(condition(&written, "Ready").status, ConditionStatus::Unknown);
+    assert_eq!(
+        condition(&written, "Sized").status,
+        ConditionStatus::Unknown
+    );
+    assert_eq!(
+        condition(&written, "Ready").status,
+        ConditionStatus::Unknown
+    );
 }
 
 #[tokio::test]
 async fn a_new_generation_resets_ready_to_unknown_until_the_reconciler_decides() {
     let (api, driver) = setup(&widget("w"), TestReconciler::new(mark_sized));
-    driver.reconcile(stored(&api, "w")).await.expect("first reconcile");
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("first reconcile");
     // A spec change: generation 2, while the status still says Ready for generation 1.
     let mut w = (*stored(&api, "w")).clone();
     w.metadata.generation = Some(2);
@@ -139,7 +191,10 @@ async fn a_new_generation_resets_ready_to_unknown_until_the_reconciler_decides()
     let driver = Driver::new(api.client(), TestReconciler::new(do_nothing));
     api.seed(&w);
     api.clear_actions();
-    driver.reconcile(Arc::new(api.get::<Widget>("ns", "w").unwrap())).await.expect("reconcile");
+    driver
+        .reconcile(Arc::new(api.get::<Widget>("ns", "w").unwrap()))
+        .await
+        .expect("reconcile");
     let written: Widget = api.status_updates()[0].object();
     let ready = condition(&written, "Ready");
     assert_eq!(ready.status, ConditionStatus::Unknown);
@@ -151,10 +206,20 @@ async fn a_new_generation_resets_ready_to_unknown_until_the_reconciler_decides()
 async fn a_status_conflict_is_retried_against_the_latest_object() {
     let (api, driver) = setup(&widget("w"), TestReconciler::new(mark_sized));
     api.fail_next(Verb::Update, "widgets/status", 409);
-    driver.reconcile(stored(&api, "w")).await.expect("reconcile succeeds after the conflict");
-    let verbs: Vec<(Verb, u16)> =
-        api.actions().iter().filter(|a| a.resource == "widgets").map(|a| (a.verb, a.code)).collect();
-    assert_eq!(verbs, vec![(Verb::Update, 409), (Verb::Get, 200), (Verb::Update, 200)]);
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("reconcile succeeds after the conflict");
+    let verbs: Vec<(Verb, u16)> = api
+        .actions()
+        .iter()
+        .filter(|a| a.resource == "widgets")
+        .map(|a| (a.verb, a.code))
+        .collect();
+    assert_eq!(
+        verbs,
+        vec![(Verb::Update, 409), (Verb::Get, 200), (Verb::Update, 200)]
+    );
     let w = stored(&api, "w");
     assert_eq!(condition(&w, "Ready").status, ConditionStatus::True);
 }
@@ -163,7 +228,10 @@ async fn a_status_conflict_is_retried_against_the_latest_object() {
 async fn a_status_write_that_keeps_failing_is_an_error_with_an_update_failed_event() {
     let (api, driver) = setup(&widget("w"), TestReconciler::new(mark_sized));
     api.fail_next(Verb::Update, "widgets/status", 500);
-    let err = driver.reconcile(stored(&api, "w")).await.expect_err("status write failed");
+    let err = driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect_err("status write failed");
     assert!(err.to_string().contains("failed to update status"), "{err}");
     let reasons: Vec<String> = api.events().into_iter().map(|e| e.reason).collect();
     assert_eq!(reasons, vec!["UpdateFailed"]);
@@ -172,10 +240,16 @@ async fn a_status_write_that_keeps_failing_is_an_error_with_an_update_failed_eve
 #[tokio::test]
 async fn a_permanent_error_marks_ready_false_with_its_reason_and_is_not_retried() {
     fn fail(_: &mut Widget, _: &Context) -> Result<(), ReconcileError> {
-        Err(ReconcileError::permanent("NameConflict", "widget \"w\" is owned by someone else"))
+        Err(ReconcileError::permanent(
+            "NameConflict",
+            "widget \"w\" is owned by someone else",
+        ))
     }
     let (api, driver) = setup(&widget("w"), TestReconciler::new(fail));
-    let action = driver.reconcile(stored(&api, "w")).await.expect("permanent errors are not retried");
+    let action = driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("permanent errors are not retried");
     assert_eq!(action, Action::await_change());
     let w = stored(&api, "w");
     let ready = condition(&w, "Ready");
@@ -183,7 +257,10 @@ async fn a_permanent_error_marks_ready_false_with_its_reason_and_is_not_retried(
     assert_eq!(ready.reason.as_deref(), Some("NameConflict"));
     let events = api.events();
     assert_eq!(events.len(), 1);
-    assert_eq!((events[0].type_.as_str(), events[0].reason.as_str()), ("Warning", "NameConflict"));
+    assert_eq!(
+        (events[0].type_.as_str(), events[0].reason.as_str()),
+        ("Warning", "NameConflict")
+    );
     assert_eq!(events[0].regarding, "w");
 }
 
@@ -193,12 +270,25 @@ async fn a_transient_error_publishes_internal_error_and_still_writes_the_status(
         Err(ReconcileError::transient("the registry timed out"))
     }
     let (api, driver) = setup(&widget("w"), TestReconciler::new(fail));
-    let err = driver.reconcile(stored(&api, "w")).await.expect_err("transient errors are retried");
+    let err = driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect_err("transient errors are retried");
     assert!(err.to_string().contains("the registry timed out"));
     let events = api.events();
     assert_eq!(events.len(), 1);
-    assert_eq!((events[0].reason.as_str(), events[0].note.as_str()), ("InternalError", "the registry timed out"));
-    assert_eq!(stored(&api, "w").status.as_ref().unwrap().observed_generation, Some(1));
+    assert_eq!(
+        (events[0].reason.as_str(), events[0].note.as_str()),
+        ("InternalError", "the registry timed out")
+    );
+    assert_eq!(
+        stored(&api, "w")
+            .status
+            .as_ref()
+            .unwrap()
+            .observed_generation,
+        Some(1)
+    );
 }
 
 #[tokio::test]
@@ -207,7 +297,10 @@ async fn requeue_after_requeues_without_an_event() {
         Err(ReconcileError::RequeueAfter(Duration::from_secs(7)))
     }
     let (api, driver) = setup(&widget("w"), TestReconciler::new(later));
-    let action = driver.reconcile(stored(&api, "w")).await.expect("requeue is not a failure");
+    let action = driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("requeue is not a failure");
     assert_eq!(action, Action::requeue(Duration::from_secs(7)));
     assert_eq!(api.events(), vec![]);
 }
@@ -217,36 +310,73 @@ async fn transient_failures_back_off_exponentially_and_success_resets_the_backof
     let (api, driver) = setup(&widget("w"), TestReconciler::new(mark_sized));
     let w = stored(&api, "w");
     let err = knative_core::reconciler::DriverError::Reconcile("boom".into());
-    assert_eq!(driver.error_policy(&w, &err), Action::requeue(Duration::from_millis(5)));
-    assert_eq!(driver.error_policy(&w, &err), Action::requeue(Duration::from_millis(10)));
-    assert_eq!(driver.error_policy(&w, &err), Action::requeue(Duration::from_millis(20)));
+    assert_eq!(
+        driver.error_policy(&w, &err),
+        Action::requeue(Duration::from_millis(5))
+    );
+    assert_eq!(
+        driver.error_policy(&w, &err),
+        Action::requeue(Duration::from_millis(10))
+    );
+    assert_eq!(
+        driver.error_policy(&w, &err),
+        Action::requeue(Duration::from_millis(20))
+    );
     driver.reconcile(w.clone()).await.expect("reconcile");
-    assert_eq!(driver.error_policy(&w, &err), Action::requeue(Duration::from_millis(5)));
+    assert_eq!(
+        driver.error_policy(&w, &err),
+        Action::requeue(Duration::from_millis(5))
+    );
 }
 
 #[tokio::test]
 async fn a_finalizing_reconciler_gets_its_finalizer_added_before_reconcile_kind() {
-    let (api, driver) = setup(&widget("w"), TestReconciler::finalizing(mark_sized, do_nothing));
-    driver.reconcile(stored(&api, "w")).await.expect("reconcile");
+    let (api, driver) = setup(
+        &widget("w"),
+        TestReconciler::finalizing(mark_sized, do_nothing),
+    );
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("reconcile");
     let patches = api.patches();
     assert_eq!(patches.len(), 1);
-    assert_eq!(patches[0].body.as_ref().unwrap()["metadata"]["finalizers"], serde_json::json!(["widgets.example.dev"]));
+    assert_eq!(
+        patches[0].body.as_ref().unwrap()["metadata"]["finalizers"],
+        serde_json::json!(["widgets.example.dev"])
+    );
     let w = stored(&api, "w");
-    assert_eq!(w.metadata.finalizers, Some(vec!["widgets.example.dev".to_owned()]));
-    assert_eq!(condition(&w, "Ready").status, ConditionStatus::True, "status written after the finalizer patch");
+    assert_eq!(
+        w.metadata.finalizers,
+        Some(vec!["widgets.example.dev".to_owned()])
+    );
+    assert_eq!(
+        condition(&w, "Ready").status,
+        ConditionStatus::True,
+        "status written after the finalizer patch"
+    );
 }
 
 #[tokio::test]
 async fn deletion_calls_finalize_kind_and_then_removes_the_finalizer() {
     let mut w = widget("w");
-    w.metadata.finalizers = Some(vec!["widgets.example.dev".into(), "someone.else/keep".into()]);
+    w.metadata.finalizers = Some(vec![
+        "widgets.example.dev".into(),
+        "someone.else/keep".into(),
+    ]);
     let (api, driver) = setup(&w, TestReconciler::finalizing(mark_sized, do_nothing));
     let client_api = kube::Api::<Widget>::namespaced(api.client(), "ns");
-    client_api.delete("w", &Default::default()).await.expect("delete");
+    client_api
+        .delete("w", &Default::default())
+        .await
+        .expect("delete");
     driver.reconcile(stored(&api, "w")).await.expect("finalize");
     assert_eq!(driver.reconciler().finalized.load(Ordering::SeqCst), 1);
     assert_eq!(driver.reconciler().reconciled.load(Ordering::SeqCst), 0);
-    assert_eq!(stored(&api, "w").metadata.finalizers, Some(vec!["someone.else/keep".to_owned()]));
+    assert_eq!(
+        stored(&api, "w").metadata.finalizers,
+        Some(vec!["someone.else/keep".to_owned()])
+    );
 }
 
 #[tokio::test]
@@ -254,7 +384,10 @@ async fn the_object_is_gone_once_its_last_finalizer_is_removed() {
     let mut w = widget("w");
     w.metadata.finalizers = Some(vec!["widgets.example.dev".into()]);
     let (api, driver) = setup(&w, TestReconciler::finalizing(mark_sized, do_nothing));
-    kube::Api::<Widget>::namespaced(api.client(), "ns").delete("w", &Default::default()).await.expect("delete");
+    kube::Api::<Widget>::namespaced(api.client(), "ns")
+        .delete("w", &Default::default())
+        .await
+        .expect("delete");
     driver.reconcile(stored(&api, "w")).await.expect("finalize");
     assert!(api.get::<Widget>("ns", "w").is_none());
 }
@@ -267,10 +400,25 @@ async fn a_failing_finalize_keeps_the_finalizer() {
     let mut w = widget("w");
     w.metadata.finalizers = Some(vec!["widgets.example.dev".into()]);
     let (api, driver) = setup(&w, TestReconciler::finalizing(mark_sized, fail));
-    kube::Api::<Widget>::namespaced(api.client(), "ns").delete("w", &Default::default()).await.expect("delete");
-    driver.reconcile(stored(&api, "w")).await.expect_err("finalize failed");
-    assert_eq!(stored(&api, "w").metadata.finalizers, Some(vec!["widgets.example.dev".to_owned()]));
-    assert_eq!(api.events().iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), vec!["InternalError"]);
+    kube::Api::<Widget>::namespaced(api.client(), "ns")
+        .delete("w", &Default::default())
+        .await
+        .expect("delete");
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect_err("finalize failed");
+    assert_eq!(
+        stored(&api, "w").metadata.finalizers,
+        Some(vec!["widgets.example.dev".to_owned()])
+    );
+    assert_eq!(
+        api.events()
+            .iter()
+            .map(|e| e.reason.as_str())
+            .collect::<Vec<_>>(),
+        vec!["InternalError"]
+    );
 }
 
 #[tokio::test]
@@ -278,20 +426,38 @@ async fn a_deleted_object_without_our_finalizer_is_left_alone() {
     let mut w = widget("w");
     w.metadata.finalizers = Some(vec!["someone.else/keep".into()]);
     let (api, driver) = setup(&w, TestReconciler::new(mark_sized));
-    kube::Api::<Widget>::namespaced(api.client(), "ns").delete("w", &Default::default()).await.expect("delete");
+    kube::Api::<Widget>::namespaced(api.client(), "ns")
+        .delete("w", &Default::default())
+        .await
+        .expect("delete");
     api.clear_actions();
-    driver.reconcile(stored(&api, "w")).await.expect("reconcile");
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("reconcile");
     assert_eq!(driver.reconciler().reconciled.load(Ordering::SeqCst), 0);
     assert_eq!(api.writes(), vec![]);
 }
 
 #[tokio::test]
 async fn events_published_by_the_reconciler_are_recorded_against_the_object() {
-    let reconciler = TestReconciler { announce: Some("Created"), ..TestReconciler::new(mark_sized) };
+    let reconciler = TestReconciler {
+        announce: Some("Created"),
+        ..TestReconciler::new(mark_sized)
+    };
     let (api, driver) = setup(&widget("w"), reconciler);
-    driver.reconcile(stored(&api, "w")).await.expect("reconcile");
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("reconcile");
     let events = api.events();
     assert_eq!(events.len(), 1);
-    assert_eq!((events[0].type_.as_str(), events[0].reason.as_str()), ("Normal", "Created"));
-    assert_eq!((events[0].regarding.as_str(), events[0].note.as_str()), ("w", "made a thing"));
+    assert_eq!(
+        (events[0].type_.as_str(), events[0].reason.as_str()),
+        ("Normal", "Created")
+    );
+    assert_eq!(
+        (events[0].regarding.as_str(), events[0].note.as_str()),
+        ("w", "made a thing")
+    );
 }

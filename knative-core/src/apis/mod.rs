@@ -5,11 +5,14 @@ pub mod duck;
 pub mod validation;
 
 pub use condition::{
-    CONDITION_READY, CONDITION_SUCCEEDED, Condition, ConditionManager, ConditionSet, ConditionSeverity,
-    ConditionStatus,
+    CONDITION_READY, CONDITION_SUCCEEDED, Condition, ConditionManager, ConditionSet,
+    ConditionSeverity, ConditionStatus,
 };
-pub use duck::{KnativeStatus, Status};
-pub use validation::FieldError;
+pub use duck::{
+    AddressStatus, Addressable, AuthStatus, CloudEventAttributes, CloudEventOverrides, Destination,
+    KReference, KnativeStatus, SourceSpec, SourceStatus, Status, ValidationOptions,
+};
+pub use validation::{CURRENT_FIELD, DiagnosticLevel, FieldError};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::core::object::HasStatus;
@@ -18,12 +21,30 @@ use serde::{Serialize, de::DeserializeOwned};
 /// The bounds the driver needs of a Knative resource's status type; implemented for every
 /// type that meets them.
 pub trait KnativeStatusType:
-    KnativeStatus + Clone + Default + PartialEq + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+    KnativeStatus
+    + Clone
+    + Default
+    + PartialEq
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> KnativeStatusType for T where
-    T: KnativeStatus + Clone + Default + PartialEq + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+    T: KnativeStatus
+        + Clone
+        + Default
+        + PartialEq
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
 {
 }
 

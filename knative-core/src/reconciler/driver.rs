@@ -1,8 +1,9 @@
 //! One generic driver onto `kube::runtime::Controller` for every Knative resource.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -13,9 +14,12 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::error::{DriverError, ReconcileError, failure_backoff};
 use super::Reconciler;
+use super::error::{DriverError, ReconcileError, failure_backoff};
 use crate::apis::{KnativeObject, KnativeStatus};
+use crate::config::{Config, ConfigStore};
+use crate::leader::{LeaderElector, LeaseConfig, run_while_leading};
+use crate::metrics::Metrics;
 
 /// The reason the happy condition carries between a new generation and the reconciler's verdict.
 const NEW_GENERATION_REASON: &str = "NewObservedGenFailure";
@@ -33,6 +37,8 @@ pub struct DriverOptions {
     pub finalizer: String,
     /// How many objects are reconciled at once (0 = unbounded).
     pub concurrency: u16,
+    /// Watch only this namespace (default: all namespaces).
+    pub namespace: Option<String>,
 }
 
 impl DriverOptions {
@@ -42,25 +48,35 @@ impl DriverOptions {
         let plural = K::plural(&());
         Self {
             name: format!("{}-controller", K::kind(&()).to_lowercase()),
-            finalizer: if group.is_empty() { plural.into_owned() } else { format!("{plural}.{group}") },
+            finalizer: if group.is_empty() {
+                plural.into_owned()
+            } else {
+                format!("{plural}.{group}")
+            },
             concurrency: 0,
+            namespace: None,
         }
     }
 }
 
-/// What a reconcile sees besides the object: the client, the Event recorder for that object, and
-/// the time of this reconcile (use it for conditions, so that one pass stamps one time).
+/// What a reconcile sees besides the object: the client, the Event recorder for that object, the
+/// configuration snapshot of this pass, and the time of this pass (use it for conditions, so that
+/// one pass stamps one time).
 #[derive(Clone)]
 pub struct Context {
     client: Client,
     recorder: Recorder,
     reference: ObjectReference,
     now: Timestamp,
+    config: Arc<Config>,
 }
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context").field("reference", &self.reference).field("now", &self.now).finish()
+        f.debug_struct("Context")
+            .field("reference", &self.reference)
+            .field("now", &self.now)
+            .finish()
     }
 }
 
@@ -75,6 +91,13 @@ impl Context {
         self.now
     }
 
+    /// The configuration for this pass: one immutable snapshot of Knative's ConfigMaps, taken
+    /// when the pass started (Knative's defaults when the driver has no
+    /// [`ConfigStore`](crate::config::ConfigStore)).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// A reference to the object being reconciled.
     pub fn reference(&self) -> &ObjectReference {
         &self.reference
@@ -83,7 +106,15 @@ impl Context {
     /// Publishes an Event about the object being reconciled. A failure to publish is logged,
     /// never returned: Events are best effort, as in client-go.
     pub async fn publish(&self, type_: EventType, reason: &str, note: impl Into<String>) {
-        publish(&self.recorder, &self.reference, type_, reason, note.into(), "Reconcile").await;
+        publish(
+            &self.recorder,
+            &self.reference,
+            type_,
+            reason,
+            note.into(),
+            "Reconcile",
+        )
+        .await;
     }
 }
 
@@ -126,12 +157,19 @@ pub struct Driver<K: KnativeObject, R: Reconciler<K>> {
     options: DriverOptions,
     recorder: Recorder,
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// Objects waiting for a scheduled retry or requeue: the work queue depth we can observe.
+    pending: Mutex<HashSet<(String, String)>>,
+    metrics: Option<Metrics>,
+    config: Option<ConfigStore>,
+    leader: Option<LeaseConfig>,
     _kind: std::marker::PhantomData<fn() -> K>,
 }
 
 impl<K: KnativeObject, R: Reconciler<K>> fmt::Debug for Driver<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Driver").field("options", &self.options).finish_non_exhaustive()
+        f.debug_struct("Driver")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 
@@ -145,7 +183,10 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     pub fn with_options(client: Client, reconciler: R, options: DriverOptions) -> Self {
         let recorder = Recorder::new(
             client.clone(),
-            Reporter { controller: options.name.clone(), instance: std::env::var("POD_NAME").ok() },
+            Reporter {
+                controller: options.name.clone(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
         );
         Self {
             client,
@@ -153,8 +194,34 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             options,
             recorder,
             failures: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashSet::new()),
+            metrics: None,
+            config: None,
+            leader: None,
             _kind: std::marker::PhantomData,
         }
+    }
+
+    /// Records `reconcile_count`, `reconcile_latency`, `reconcile_in_flight` and
+    /// `work_queue_depth` (objects waiting for a scheduled retry or requeue) under the driver's
+    /// name.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Gives every pass a snapshot of `store` ([`Context::config`]) and reconciles every object
+    /// again when the configuration changes.
+    pub fn with_config(mut self, store: ConfigStore) -> Self {
+        self.config = Some(store);
+        self
+    }
+
+    /// Reconciles only while this replica holds the Lease `lease`: among replicas running the
+    /// same driver, one writes; when it stops, another takes over within the lease duration.
+    pub fn with_leader_election(mut self, lease: LeaseConfig) -> Self {
+        self.leader = Some(lease);
+        self
     }
 
     /// The driver's options.
@@ -167,26 +234,65 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         &self.reconciler
     }
 
-    /// Watches every `K` in all namespaces and reconciles until the process is asked to stop
-    /// (SIGTERM or Ctrl-C).
-    pub async fn run(self) {
-        self.run_with(|controller| controller).await;
+    /// Watches every `K` (in all namespaces, or the one of [`DriverOptions::namespace`]) and
+    /// reconciles until the process is asked to stop (SIGTERM or Ctrl-C).
+    ///
+    /// # Errors
+    /// When leader election is configured with an invalid [`LeaseConfig`].
+    pub async fn run(self) -> Result<(), crate::leader::Error> {
+        self.run_with(|controller| controller).await
     }
 
     /// Like [`Driver::run`], letting the caller configure the controller first, typically to
-    /// watch owned children: `driver.run_with(|c| c.owns(Api::<Deployment>::all(client), Default::default()))`.
-    pub async fn run_with(self, configure: impl FnOnce(Controller<K>) -> Controller<K>) {
-        let api = Api::<K>::all(self.client.clone());
-        let config = kube::runtime::controller::Config::default().concurrency(self.options.concurrency);
-        let controller = configure(Controller::new(api, watcher::Config::default()))
+    /// watch owned children:
+    /// `driver.run_with(|c| c.owns(Api::<Deployment>::all(client.clone()), Default::default()))`.
+    /// `configure` is called again each time this replica becomes leader.
+    ///
+    /// # Errors
+    /// When leader election is configured with an invalid [`LeaseConfig`].
+    pub async fn run_with(
+        self,
+        configure: impl Fn(Controller<K>) -> Controller<K>,
+    ) -> Result<(), crate::leader::Error> {
+        let Some(lease) = self.leader.clone() else {
+            Arc::new(self).run_controller(&configure).await;
+            return Ok(());
+        };
+        let elector = LeaderElector::new(self.client.clone(), lease)?;
+        let leading = elector.subscribe();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let election = tokio::spawn(elector.run(async move {
+            let _ = stop_rx.await;
+        }));
+        let driver = Arc::new(self);
+        run_while_leading(leading, || Arc::clone(&driver).run_controller(&configure)).await;
+        // The controller stopped (a signal) or the elector is gone: release the Lease so that a
+        // follower takes over at once.
+        let _ = stop_tx.send(());
+        let _ = election.await;
+        Ok(())
+    }
+
+    async fn run_controller(self: Arc<Self>, configure: &impl Fn(Controller<K>) -> Controller<K>) {
+        let api = match &self.options.namespace {
+            Some(ns) => Api::<K>::namespaced(self.client.clone(), ns),
+            None => Api::<K>::all(self.client.clone()),
+        };
+        let config =
+            kube::runtime::controller::Config::default().concurrency(self.options.concurrency);
+        let mut controller = configure(Controller::new(api, watcher::Config::default()))
             .with_config(config)
             .shutdown_on_signal();
+        if let Some(store) = &self.config {
+            let changes = config_changes(store.changes());
+            controller = controller.reconcile_all_on(changes);
+        }
         let name = self.options.name.clone();
         controller
             .run(
                 |obj, driver: Arc<Self>| async move { driver.reconcile(obj).await },
                 |obj, err, driver: Arc<Self>| driver.error_policy(&obj, err),
-                Arc::new(self),
+                self,
             )
             .for_each(|result| {
                 if let Err(err) = result {
@@ -205,6 +311,8 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         let n = failures.entry(key).or_insert(0);
         *n = n.saturating_add(1);
         let delay = failure_backoff(*n);
+        drop(failures);
+        self.mark_pending(obj, true);
         tracing::warn!(reconciler = %self.options.name, object = %obj.name_any(), %err, ?delay, "reconcile failed");
         Action::requeue(delay)
     }
@@ -215,11 +323,37 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     /// A transient reconciler error, or a failure to write the status or the finalizer; the
     /// controller retries these with [`Driver::error_policy`].
     pub async fn reconcile(&self, original: Arc<K>) -> Result<Action, DriverError> {
+        self.mark_pending(&original, false);
+        let started = Instant::now();
+        if let Some(metrics) = &self.metrics {
+            metrics.reconcile_started(&self.options.name);
+        }
         let result = self.reconcile_pass(&original).await;
-        if result.is_ok() {
-            self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key_of(&*original));
+        if let Some(metrics) = &self.metrics {
+            metrics.reconcile_finished(&self.options.name, result.is_ok(), started.elapsed());
+        }
+        if let Ok(action) = &result {
+            self.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key_of(&*original));
+            if *action != Action::await_change() {
+                self.mark_pending(&original, true);
+            }
         }
         result
+    }
+
+    fn mark_pending(&self, obj: &K, pending: bool) {
+        let mut set = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending {
+            set.insert(key_of(obj));
+        } else {
+            set.remove(&key_of(obj));
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.set_work_queue_depth(&self.options.name, set.len() as i64);
+        }
     }
 
     async fn reconcile_pass(&self, original: &K) -> Result<Action, DriverError> {
@@ -231,6 +365,10 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             recorder: self.recorder.clone(),
             reference: original.object_ref(&()),
             now,
+            config: self
+                .config
+                .as_ref()
+                .map_or_else(|| Arc::new(Config::default()), ConfigStore::snapshot),
         };
         let mut resource = original.clone();
         // The object whose status the status write is based on (changes when the finalizer is set).
@@ -238,16 +376,21 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
 
         let outcome = if resource.meta().deletion_timestamp.is_none() {
             if self.reconciler.uses_finalizer() && !self.has_finalizer(&resource) {
-                base = self.set_finalizers(&api, &resource, true).await.inspect_err(|err| {
-                    tracing::warn!(%err, "failed to add finalizer");
-                })?;
+                base = self
+                    .set_finalizers(&api, &resource, true)
+                    .await
+                    .inspect_err(|err| {
+                        tracing::warn!(%err, "failed to add finalizer");
+                    })?;
                 resource = base.clone();
             }
             pre_process(&mut resource, now);
             let outcome = self.reconciler.reconcile_kind(&mut resource, &ctx).await;
             if let Err(ReconcileError::Permanent { reason, message }) = &outcome {
                 let happy = K::condition_set().happy().to_owned();
-                resource.manage_conditions(now).mark_false(&happy, reason, message);
+                resource
+                    .manage_conditions(now)
+                    .mark_false(&happy, reason, message);
             }
             post_process(&mut resource, original);
             outcome
@@ -263,19 +406,22 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             return Ok(Action::await_change());
         };
 
-        if resource.status() != base.status() {
-            if let Err(err) = self.update_status(&api, &base, &resource).await {
-                publish(
-                    &self.recorder,
-                    &ctx.reference,
-                    EventType::Warning,
-                    "UpdateFailed",
-                    format!("Failed to update status for \"{}\": {err}", resource.name_any()),
-                    "UpdateStatus",
-                )
-                .await;
-                return Err(DriverError::UpdateStatus(err));
-            }
+        if resource.status() != base.status()
+            && let Err(err) = self.update_status(&api, &base, &resource).await
+        {
+            publish(
+                &self.recorder,
+                &ctx.reference,
+                EventType::Warning,
+                "UpdateFailed",
+                format!(
+                    "Failed to update status for \"{}\": {err}",
+                    resource.name_any()
+                ),
+                "UpdateStatus",
+            )
+            .await;
+            return Err(DriverError::UpdateStatus(err));
         }
 
         match outcome {
@@ -286,30 +432,44 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                 Ok(Action::await_change())
             }
             Err(ReconcileError::Transient(err)) => {
-                ctx.publish(EventType::Warning, "InternalError", err.to_string()).await;
+                ctx.publish(EventType::Warning, "InternalError", err.to_string())
+                    .await;
                 Err(DriverError::Reconcile(err))
             }
         }
     }
 
     fn has_finalizer(&self, obj: &K) -> bool {
-        obj.finalizers().iter().any(|f| f == &self.options.finalizer)
+        obj.finalizers()
+            .iter()
+            .any(|f| f == &self.options.finalizer)
     }
 
     /// Adds (`add`) or removes our finalizer with a merge patch guarded by the object's
     /// resourceVersion, as knative.dev/pkg does, so a concurrent change is never overwritten.
     async fn set_finalizers(&self, api: &Api<K>, obj: &K, add: bool) -> Result<K, DriverError> {
-        let mut finalizers: Vec<String> =
-            obj.finalizers().iter().filter(|f| *f != &self.options.finalizer).cloned().collect();
+        let mut finalizers: Vec<String> = obj
+            .finalizers()
+            .iter()
+            .filter(|f| *f != &self.options.finalizer)
+            .cloned()
+            .collect();
         if add {
             finalizers.push(self.options.finalizer.clone());
         }
         let patch = serde_json::json!({
             "metadata": { "finalizers": finalizers, "resourceVersion": obj.resource_version() }
         });
-        api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| DriverError::Finalizer { action: if add { "add" } else { "remove" }, source })
+        api.patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|source| DriverError::Finalizer {
+            action: if add { "add" } else { "remove" },
+            source,
+        })
     }
 
     /// Writes `desired`'s status over the latest object, retrying 409 conflicts against a fresh
@@ -326,9 +486,14 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                 return Ok(());
             }
             *existing.status_mut() = desired.status().cloned();
-            match api.replace_status(&name, &PostParams::default(), &existing).await {
+            match api
+                .replace_status(&name, &PostParams::default(), &existing)
+                .await
+            {
                 Ok(_) => return Ok(()),
-                Err(kube::Error::Api(status)) if status.is_conflict() && attempt + 1 < STATUS_UPDATE_ATTEMPTS => {
+                Err(kube::Error::Api(status))
+                    if status.is_conflict() && attempt + 1 < STATUS_UPDATE_ATTEMPTS =>
+                {
                     tracing::debug!(object = %name, attempt, "status update conflicted; retrying on the latest object");
                     attempt += 1;
                 }
@@ -339,7 +504,10 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
 }
 
 fn key_of<K: Resource>(obj: &K) -> (String, String) {
-    (obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
+    (
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default(),
+    )
 }
 
 /// Before `reconcile_kind`: conditions initialised; a new generation resets the happy condition
@@ -351,7 +519,11 @@ fn pre_process<K: KnativeObject>(resource: &mut K, now: Timestamp) {
     let mut conditions = resource.manage_conditions(now);
     conditions.initialize_conditions();
     if observed != generation {
-        conditions.mark_unknown(&happy, NEW_GENERATION_REASON, "unsuccessfully observed a new generation");
+        conditions.mark_unknown(
+            &happy,
+            NEW_GENERATION_REASON,
+            "unsuccessfully observed a new generation",
+        );
     }
 }
 
@@ -359,8 +531,14 @@ fn pre_process<K: KnativeObject>(resource: &mut K, now: Timestamp) {
 /// their `lastTransitionTime` (so that an unchanged object writes nothing).
 fn post_process<K: KnativeObject>(resource: &mut K, original: &K) {
     let generation = resource.meta().generation;
-    let before = original.status().map(|s| s.duck().conditions.clone()).unwrap_or_default();
-    let status = resource.status_mut().get_or_insert_with(Default::default).duck_mut();
+    let before = original
+        .status()
+        .map(|s| s.duck().conditions.clone())
+        .unwrap_or_default();
+    let status = resource
+        .status_mut()
+        .get_or_insert_with(Default::default)
+        .duck_mut();
     status.observed_generation = generation;
     for condition in &mut status.conditions {
         if let Some(old) = before.iter().find(|c| c.type_ == condition.type_) {
@@ -373,4 +551,13 @@ fn post_process<K: KnativeObject>(resource: &mut K, original: &K) {
             }
         }
     }
+}
+
+/// Every change of the configuration, as a stream of `()` for `reconcile_all_on`.
+fn config_changes(
+    changes: tokio::sync::watch::Receiver<Arc<Config>>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(changes, |mut rx| async move {
+        rx.changed().await.ok().map(|()| ((), rx))
+    })
 }

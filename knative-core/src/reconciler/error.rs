@@ -32,7 +32,10 @@ pub enum ReconcileError {
 impl ReconcileError {
     /// A permanent error with a CamelCase `reason` and a human `message`.
     pub fn permanent(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Permanent { reason: reason.into(), message: message.into() }
+        Self::Permanent {
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     /// A transient error wrapping any error.

@@ -143,7 +143,8 @@ impl RecordingApi {
         let meta = ensure_object(&mut value, "metadata");
         meta.entry("resourceVersion").or_insert(Value::String(rv));
         meta.entry("generation").or_insert(json!(1));
-        meta.entry("uid").or_insert_with(|| Value::String(format!("uid-{}", key.name)));
+        meta.entry("uid")
+            .or_insert_with(|| Value::String(format!("uid-{}", key.name)));
         value["apiVersion"] = Value::String(K::api_version(&()).into_owned());
         value["kind"] = Value::String(K::kind(&()).into_owned());
         state.objects.insert(key, value);
@@ -160,14 +161,21 @@ impl RecordingApi {
     }
 
     /// The stored object `namespace/name` of kind `K`, if any.
-    pub fn get<K: Resource<DynamicType = ()> + DeserializeOwned>(&self, namespace: &str, name: &str) -> Option<K> {
+    pub fn get<K: Resource<DynamicType = ()> + DeserializeOwned>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<K> {
         let key = Key {
             prefix: prefix_of(&K::api_version(&())),
             resource: K::plural(&()).into_owned(),
             namespace: Some(namespace.to_owned()).filter(|n| !n.is_empty()),
             name: name.to_owned(),
         };
-        self.lock().objects.get(&key).map(|v| serde_json::from_value(v.clone()).expect("stored object of kind K"))
+        self.lock()
+            .objects
+            .get(&key)
+            .map(|v| serde_json::from_value(v.clone()).expect("stored object of kind K"))
     }
 
     /// Makes the next request with `verb` on `resource` (plural; `resource/status` for the
@@ -177,7 +185,12 @@ impl RecordingApi {
             Some((r, s)) => (r.to_owned(), Some(s.to_owned())),
             None => (resource.to_owned(), None),
         };
-        self.lock().failures.push(Failure { verb, resource, subresource, code });
+        self.lock().failures.push(Failure {
+            verb,
+            resource,
+            subresource,
+            code,
+        });
     }
 
     /// Every request, in order.
@@ -187,7 +200,10 @@ impl RecordingApi {
 
     /// The writes to objects (not Events), in order.
     pub fn writes(&self) -> Vec<Action> {
-        self.actions().into_iter().filter(|a| a.is_write() && a.resource != "events").collect()
+        self.actions()
+            .into_iter()
+            .filter(|a| a.is_write() && a.resource != "events")
+            .collect()
     }
 
     /// Successful creates of objects (not Events).
@@ -236,7 +252,10 @@ impl RecordingApi {
     }
 
     fn successful(&self, pred: impl Fn(&Action) -> bool) -> Vec<Action> {
-        self.actions().into_iter().filter(|a| a.code < 300 && pred(a)).collect()
+        self.actions()
+            .into_iter()
+            .filter(|a| a.code < 300 && pred(a))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -247,11 +266,25 @@ impl RecordingApi {
         let (parts, body) = req.into_parts();
         let bytes = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(err) => return error(StatusCode::BAD_REQUEST, "BadRequest", &format!("unreadable body: {err}")),
+            Err(err) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("unreadable body: {err}"),
+                );
+            }
         };
-        let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let Some(path) = parse_path(parts.uri.path()) else {
-            return error(StatusCode::NOT_FOUND, "NotFound", &format!("unknown path {}", parts.uri.path()));
+            return error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("unknown path {}", parts.uri.path()),
+            );
         };
         let body: Option<Value> = if bytes.is_empty() {
             None
@@ -261,7 +294,13 @@ impl RecordingApi {
         } else {
             match serde_json::from_slice(&bytes) {
                 Ok(v) => Some(v),
-                Err(err) => return error(StatusCode::BAD_REQUEST, "BadRequest", &format!("invalid JSON: {err}")),
+                Err(err) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &format!("invalid JSON: {err}"),
+                    );
+                }
             }
         };
         let verb = match (&parts.method, path.name.is_some()) {
@@ -271,20 +310,29 @@ impl RecordingApi {
             (&Method::PUT, _) => Verb::Update,
             (&Method::PATCH, _) => Verb::Patch,
             (&Method::DELETE, _) => Verb::Delete,
-            _ => return error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed"),
+            _ => {
+                return error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "method not allowed",
+                );
+            }
         };
         let query = parts.uri.query().unwrap_or("").to_owned();
         let mut state = self.lock();
-        let induced = state
-            .failures
-            .iter()
-            .position(|f| f.verb == verb && f.resource == path.key.resource && f.subresource == path.subresource);
+        let induced = state.failures.iter().position(|f| {
+            f.verb == verb && f.resource == path.key.resource && f.subresource == path.subresource
+        });
         let (response, name) = match induced {
             Some(i) => {
                 let f = state.failures.remove(i);
-                let code = StatusCode::from_u16(f.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let code =
+                    StatusCode::from_u16(f.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let reason = reason_for(code);
-                (error(code, reason, &format!("induced failure: {reason}")), path.name.clone())
+                (
+                    error(code, reason, &format!("induced failure: {reason}")),
+                    path.name.clone(),
+                )
             }
             None => state.handle(verb, &path, body.clone(), &query, content_type),
         };
@@ -325,7 +373,12 @@ fn parse_path(path: &str) -> Option<ParsedPath> {
         _ => return None,
     };
     Some(ParsedPath {
-        key: Key { prefix, resource: resource.to_owned(), namespace, name: name.clone().unwrap_or_default() },
+        key: Key {
+            prefix,
+            resource: resource.to_owned(),
+            namespace,
+            name: name.clone().unwrap_or_default(),
+        },
         name,
         subresource,
     })
@@ -349,8 +402,14 @@ impl State {
             Verb::Get => (self.get(&path.key), path.name.clone()),
             Verb::List => (self.list(&path.key, query), None),
             Verb::Create => self.create(&path.key, body),
-            Verb::Update => (self.update(&path.key, body, path.subresource.as_deref()), path.name.clone()),
-            Verb::Patch => (self.patch(&path.key, body, path.subresource.as_deref(), content_type), path.name.clone()),
+            Verb::Update => (
+                self.update(&path.key, body, path.subresource.as_deref()),
+                path.name.clone(),
+            ),
+            Verb::Patch => (
+                self.patch(&path.key, body, path.subresource.as_deref(), content_type),
+                path.name.clone(),
+            ),
             Verb::Delete => (self.delete(&path.key), path.name.clone()),
         }
     }
@@ -380,22 +439,46 @@ impl State {
         ok(StatusCode::OK, &list)
     }
 
-    fn create(&mut self, key: &Key, body: Option<Value>) -> (Response<Full<Bytes>>, Option<String>) {
+    fn create(
+        &mut self,
+        key: &Key,
+        body: Option<Value>,
+    ) -> (Response<Full<Bytes>>, Option<String>) {
         let Some(mut obj) = body else {
-            return (error(StatusCode::BAD_REQUEST, "BadRequest", "create without a body"), None);
+            return (
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "create without a body",
+                ),
+                None,
+            );
         };
         let mut name = str_at(&obj, &["metadata", "name"]);
         if name.is_empty() {
             let generate = str_at(&obj, &["metadata", "generateName"]);
             if generate.is_empty() {
-                return (error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "metadata.name: Required value"), None);
+                return (
+                    error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        "metadata.name: Required value",
+                    ),
+                    None,
+                );
             }
             name = format!("{generate}{:05}", self.resource_version + 1);
         }
-        let key = Key { name: name.clone(), ..key.clone() };
+        let key = Key {
+            name: name.clone(),
+            ..key.clone()
+        };
         if self.objects.contains_key(&key) {
             let message = format!("{} \"{name}\" already exists", key.resource);
-            return (error(StatusCode::CONFLICT, "AlreadyExists", &message), Some(name));
+            return (
+                error(StatusCode::CONFLICT, "AlreadyExists", &message),
+                Some(name),
+            );
         }
         let rv = self.next_version();
         let meta = ensure_object(&mut obj, "metadata");
@@ -406,14 +489,26 @@ impl State {
         meta.insert("resourceVersion".into(), Value::String(rv.clone()));
         meta.insert("uid".into(), Value::String(format!("uid-{name}-{rv}")));
         meta.insert("generation".into(), json!(1));
-        meta.insert("creationTimestamp".into(), Value::String("2026-01-01T00:00:00Z".into()));
+        meta.insert(
+            "creationTimestamp".into(),
+            Value::String("2026-01-01T00:00:00Z".into()),
+        );
         self.objects.insert(key, obj.clone());
         (ok(StatusCode::CREATED, &obj), Some(name))
     }
 
-    fn update(&mut self, key: &Key, body: Option<Value>, subresource: Option<&str>) -> Response<Full<Bytes>> {
+    fn update(
+        &mut self,
+        key: &Key,
+        body: Option<Value>,
+        subresource: Option<&str>,
+    ) -> Response<Full<Bytes>> {
         let Some(new) = body else {
-            return error(StatusCode::BAD_REQUEST, "BadRequest", "update without a body");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "update without a body",
+            );
         };
         let Some(stored) = self.objects.get(key).cloned() else {
             return not_found(key);
@@ -429,7 +524,12 @@ impl State {
             result = new;
             set_or_remove(&mut result, "status", stored.get("status").cloned());
             // System fields are the server's.
-            for field in ["uid", "creationTimestamp", "generation", "deletionTimestamp"] {
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "deletionTimestamp",
+            ] {
                 let value = stored.get("metadata").and_then(|m| m.get(field)).cloned();
                 set_or_remove(ensure_value(&mut result, "metadata"), field, value);
             }
@@ -445,10 +545,18 @@ impl State {
         content_type: &str,
     ) -> Response<Full<Bytes>> {
         if content_type.contains("json-patch") {
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", "JSON patches are not supported");
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                "JSON patches are not supported",
+            );
         }
         let Some(patch) = body else {
-            return error(StatusCode::BAD_REQUEST, "BadRequest", "patch without a body");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "patch without a body",
+            );
         };
         let Some(stored) = self.objects.get(key).cloned() else {
             if content_type.contains("apply-patch") {
@@ -479,13 +587,27 @@ impl State {
     /// and removal once a deleted object's last finalizer is gone.
     fn store(&mut self, key: &Key, stored: Value, mut result: Value) -> Response<Full<Bytes>> {
         let rv = self.next_version();
-        let spec_changed = without(&stored, &["metadata", "status"]) != without(&result, &["metadata", "status"]);
-        let generation = stored.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        let spec_changed =
+            without(&stored, &["metadata", "status"]) != without(&result, &["metadata", "status"]);
+        let generation = stored
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         let meta = ensure_object(&mut result, "metadata");
         meta.insert("resourceVersion".into(), Value::String(rv));
-        meta.insert("generation".into(), json!(if spec_changed { generation + 1 } else { generation }));
+        meta.insert(
+            "generation".into(),
+            json!(if spec_changed {
+                generation + 1
+            } else {
+                generation
+            }),
+        );
         let deleting = meta.get("deletionTimestamp").is_some_and(|v| !v.is_null());
-        let finalized = meta.get("finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
+        let finalized = meta
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty());
         if deleting && finalized {
             self.objects.remove(key);
         } else {
@@ -498,12 +620,17 @@ impl State {
         let Some(mut obj) = self.objects.get(key).cloned() else {
             return not_found(key);
         };
-        let has_finalizers =
-            obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        let has_finalizers = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
         if has_finalizers {
             let rv = self.next_version();
             let meta = ensure_object(&mut obj, "metadata");
-            meta.insert("deletionTimestamp".into(), Value::String("2026-01-01T00:00:00Z".into()));
+            meta.insert(
+                "deletionTimestamp".into(),
+                Value::String("2026-01-01T00:00:00Z".into()),
+            );
             meta.insert("resourceVersion".into(), Value::String(rv));
             self.objects.insert(key.clone(), obj.clone());
         } else {
@@ -514,11 +641,19 @@ impl State {
 }
 
 fn prefix_of(api_version: &str) -> String {
-    if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") }
+    if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    }
 }
 
 fn str_at(value: &Value, path: &[&str]) -> String {
-    path.iter().try_fold(value, |v, p| v.get(*p)).and_then(Value::as_str).unwrap_or_default().to_owned()
+    path.iter()
+        .try_fold(value, |v, p| v.get(*p))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn ensure_value<'a>(value: &'a mut Value, field: &str) -> &'a mut Value {
@@ -581,7 +716,11 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| decode(v))
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| decode(v))
 }
 
 fn decode(s: &str) -> String {
@@ -590,16 +729,14 @@ fn decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -624,9 +761,14 @@ fn labels_match(obj: &Value, selector: &str) -> bool {
 }
 
 fn ok(code: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(serde_json::to_vec(body).expect("JSON"))));
+    let mut response = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(body).expect("JSON"),
+    )));
     *response.status_mut() = code;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -639,7 +781,11 @@ fn error(code: StatusCode, reason: &str, message: &str) -> Response<Full<Bytes>>
 }
 
 fn not_found(key: &Key) -> Response<Full<Bytes>> {
-    error(StatusCode::NOT_FOUND, "NotFound", &format!("{} \"{}\" not found", key.resource, key.name))
+    error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("{} \"{}\" not found", key.resource, key.name),
+    )
 }
 
 fn conflict(key: &Key) -> Response<Full<Bytes>> {

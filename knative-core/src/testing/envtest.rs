@@ -22,8 +22,8 @@ pub async fn client() -> Client {
     let path = std::env::var("KNATIVE_TEST_KUBECONFIG")
         .or_else(|_| std::env::var("KUBECONFIG"))
         .unwrap_or_else(|_| panic!("no KUBECONFIG set; {HOW_TO}"));
-    let kubeconfig =
-        Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("cannot read kubeconfig {path}: {e}; {HOW_TO}"));
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("cannot read kubeconfig {path}: {e}; {HOW_TO}"));
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .unwrap_or_else(|e| panic!("invalid kubeconfig {path}: {e}; {HOW_TO}"));
@@ -50,7 +50,11 @@ impl TestNamespace {
     /// When the API server refuses to create it.
     pub async fn create(client: &Client, prefix: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
         }))
@@ -59,19 +63,26 @@ impl TestNamespace {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("cannot create namespace {name}: {e}"));
-        Self { name, client: client.clone() }
+        Self {
+            name,
+            client: client.clone(),
+        }
     }
 }
 
 impl std::fmt::Debug for TestNamespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestNamespace").field("name", &self.name).finish()
+        f.debug_struct("TestNamespace")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
 impl TestNamespace {
     /// Deletes the namespace (and so everything in it).
     pub async fn delete(self) {
-        let _ = Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::default()).await;
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::default())
+            .await;
     }
 }
