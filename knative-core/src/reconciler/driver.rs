@@ -254,8 +254,9 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         self,
         configure: impl Fn(Controller<K>) -> Controller<K>,
     ) -> Result<(), crate::leader::Error> {
+        let shutdown = shutdown_signal();
         let Some(lease) = self.leader.clone() else {
-            Arc::new(self).run_controller(&configure).await;
+            Arc::new(self).run_controller(&configure, shutdown).await;
             return Ok(());
         };
         let elector = LeaderElector::new(self.client.clone(), lease)?;
@@ -265,15 +266,31 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             let _ = stop_rx.await;
         }));
         let driver = Arc::new(self);
-        run_while_leading(leading, || Arc::clone(&driver).run_controller(&configure)).await;
-        // The controller stopped (a signal) or the elector is gone: release the Lease so that a
-        // follower takes over at once.
+        let work = run_while_leading(leading.clone(), || {
+            Arc::clone(&driver).run_controller(&configure, shutdown.clone())
+        });
+        // A leader stops when its controller has shut down gracefully; a follower has no
+        // controller running and stops at the signal.
+        let mut follower = leading;
+        let follower_stops = async {
+            shutdown.clone().await;
+            let _ = follower.wait_for(|leading| !*leading).await;
+        };
+        tokio::select! {
+            _ = work => {}
+            () = follower_stops => {}
+        }
+        // Release the Lease so that a follower takes over at once.
         let _ = stop_tx.send(());
         let _ = election.await;
         Ok(())
     }
 
-    async fn run_controller(self: Arc<Self>, configure: &impl Fn(Controller<K>) -> Controller<K>) {
+    async fn run_controller(
+        self: Arc<Self>,
+        configure: &impl Fn(Controller<K>) -> Controller<K>,
+        shutdown: Shutdown,
+    ) {
         let api = match &self.options.namespace {
             Some(ns) => Api::<K>::namespaced(self.client.clone(), ns),
             None => Api::<K>::all(self.client.clone()),
@@ -282,7 +299,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             kube::runtime::controller::Config::default().concurrency(self.options.concurrency);
         let mut controller = configure(Controller::new(api, watcher::Config::default()))
             .with_config(config)
-            .shutdown_on_signal();
+            .graceful_shutdown_on(shutdown);
         if let Some(store) = &self.config {
             let changes = config_changes(store.changes());
             controller = controller.reconcile_all_on(changes);
@@ -560,4 +577,37 @@ fn config_changes(
     futures::stream::unfold(changes, |mut rx| async move {
         rx.changed().await.ok().map(|()| ((), rx))
     })
+}
+
+/// Completes once the process is asked to stop (SIGTERM or Ctrl-C); cheap to clone.
+type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+fn shutdown_signal() -> Shutdown {
+    use futures::FutureExt;
+    async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match term.as_mut() {
+                    Some(term) => {
+                        term.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = terminated => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested");
+    }
+    .boxed()
+    .shared()
 }
