@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn print_crds(out: &mut impl Write) -> anyhow::Result<()> {
-    for crd in Vec::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::new() {
+    for crd in knative_serving::crds() {
         writeln!(out, "---")?;
         out.write_all(serde_yaml::to_string(&crd)?.as_bytes())?;
     }
