@@ -8,6 +8,10 @@
 //!   [`PodAutoscaler`](apis::PodAutoscaler), [`Ingress`](apis::Ingress) and
 //!   [`ServerlessService`](apis::ServerlessService) — with Knative's validation and defaulting.
 //! - [`crds()`]: the CustomResourceDefinitions of all of them, to install on a cluster.
+//! - [`traffic`]: traffic targets to weighted revision splits and tag routes (pure).
+//! - [`reconciler`]: Service, Configuration, Revision and Route reconcilers on knative-core's driver.
+//! - [`autoscaler`]: the pluggable `Autoscaler` trait and Knative's KPA, decision for decision.
+//! - [`webhook`]: validation and defaulting, as a library call and an admission webhook.
 //!
 //! ```
 //! use knative_serving::apis::{Defaults, Service, SetDefaults, Validate};
@@ -39,6 +43,10 @@
 //! ```
 
 pub mod apis;
+pub mod autoscaler;
+pub mod reconciler;
+pub mod traffic;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 

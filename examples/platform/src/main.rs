@@ -1,10 +1,16 @@
 //! The reference platform binary `knative`: the SDK's crates composed into one command.
 //!
 //! ```text
-//! knative crds            print every CRD of the SDK as YAML (pipe into `kubectl apply -f -`)
+//! knative crds                       print every CRD of the SDK as YAML (pipe into `kubectl apply -f -`)
+//! knative validate -f FILE           validate Knative objects offline, with field-path errors
+//! knative autoscaler simulate ...    replay a metrics trace through the KPA and print its decisions
+//! knative controller                 run the Serving reconcilers against the cluster of $KUBECONFIG
 //! ```
 
-use std::io::Write;
+mod autoscaler;
+mod controller;
+mod crds;
+mod validate;
 
 use clap::{Parser, Subcommand};
 
@@ -20,19 +26,20 @@ struct Cli {
 enum Command {
     /// Print every CustomResourceDefinition of the SDK as a multi-document YAML stream.
     Crds,
+    /// Validate the Knative objects of a YAML file offline.
+    Validate(validate::Args),
+    /// The autoscaler: simulate a trace through the KPA.
+    Autoscaler(autoscaler::Args),
+    /// Run the Serving reconcilers.
+    Controller(controller::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crds => print_crds(&mut std::io::stdout().lock()),
+        Command::Crds => crds::run(&mut std::io::stdout().lock()).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Validate(args) => validate::run(args),
+        Command::Autoscaler(args) => autoscaler::run(args),
+        Command::Controller(args) => controller::run(args),
     }
-}
-
-fn print_crds(out: &mut impl Write) -> anyhow::Result<()> {
-    for crd in knative_serving::crds() {
-        writeln!(out, "---")?;
-        out.write_all(serde_yaml::to_string(&crd)?.as_bytes())?;
-    }
-    Ok(())
 }

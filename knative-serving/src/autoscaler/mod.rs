@@ -1,0 +1,1 @@
+//! The pluggable autoscaler and Knative's KPA. (In progress.)

@@ -1,0 +1,1 @@
+//! The configuration reconciler. (In progress.)

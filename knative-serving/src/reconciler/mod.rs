@@ -1,0 +1,7 @@
+//! Reconcilers of the Serving resources, each a [`knative_core::reconciler::Reconciler`] run by
+//! knative-core's generic driver.
+
+pub mod configuration;
+pub mod revision;
+pub mod route;
+pub mod service;

@@ -1,0 +1,1 @@
+//! The revision reconciler. (In progress.)

@@ -1,0 +1,1 @@
+//! The route reconciler. (In progress.)

@@ -1,0 +1,1 @@
+//! Traffic targets to weighted revision splits and tag routes. (In progress.)
