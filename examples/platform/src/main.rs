@@ -37,7 +37,9 @@ enum Command {
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crds => crds::run(&mut std::io::stdout().lock()).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Crds => {
+            crds::run(&mut std::io::stdout().lock()).map(|()| std::process::ExitCode::SUCCESS)
+        }
         Command::Validate(args) => validate::run(args),
         Command::Autoscaler(args) => autoscaler::run(args),
         Command::Controller(args) => controller::run(args),
