@@ -1,1 +1,558 @@
-//! The route reconciler. (In progress.)
+//! The Route reconciler: resolves a Route's traffic to Revisions and programs it as an
+//! Ingress and Kubernetes Services (Knative's `pkg/reconciler/route`).
+//!
+//! Each pass:
+//!
+//! 1. reads the Configurations and Revisions the traffic names, and records them in the
+//!    [`Tracker`] so that their changes reconcile the Route again;
+//! 2. resolves the traffic ([`crate::traffic::build`]) and sets the status URL from the
+//!    domain template; a target that is missing or not ready marks `AllTrafficAssigned`
+//!    (`RevisionMissing`, `ConfigurationMissing`) and stops there;
+//! 3. sets the status traffic (tagged targets with their URLs), `AllTrafficAssigned` True, the
+//!    cluster-local address `http://<route>.<namespace>.svc.cluster.local`, and
+//!    `CertificateProvisioned` True (`TLSNotEnabled`) as Knative does without external-domain
+//!    TLS;
+//! 4. creates the placeholder Kubernetes Service of each traffic group (refusing one it does
+//!    not control: `IngressReady` False, `NotOwned`) and deletes those of removed tags;
+//! 5. creates or updates the Ingress ([`resources::make_ingress`]) and mirrors its `Ready`
+//!    into `IngressReady` once the Ingress has observed its generation;
+//! 6. points the Kubernetes Services at the Ingress' load balancer once it has one.
+//!
+//! Children are written only when they differ from what is wanted.
+//!
+//! ```no_run
+//! use knative_core::reconciler::Driver;
+//! use knative_serving::reconciler::route::RouteReconciler;
+//!
+//! # async fn run(client: kube::Client) {
+//! let reconciler = RouteReconciler::new();
+//! let watches = reconciler.watches(client.clone(), None);
+//! Driver::new(client, reconciler).run_with(watches).await.unwrap();
+//! # }
+//! ```
+
+pub mod resources;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Service as K8sService;
+use knative_core::apis::duck::Addressable;
+use knative_core::apis::{CONDITION_READY, ConditionManager, ConditionStatus, KnativeObject};
+use knative_core::config::{CLUSTER_LOCAL_DOMAIN, Config};
+use knative_core::reconciler::{Context, ReconcileError, Reconciler};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::Controller;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+use self::resources::{is_cluster_local_service, service_spec_covers};
+use crate::apis::networking::v1alpha1::IngressVisibility;
+use crate::apis::serving::ROUTE_LABEL_KEY;
+use crate::apis::serving::v1::{
+    ROUTE_CONDITION_ALL_TRAFFIC_ASSIGNED, ROUTE_CONDITION_CERTIFICATE_PROVISIONED,
+    ROUTE_CONDITION_INGRESS_READY,
+};
+use crate::apis::{Configuration, Ingress, Revision, Route, TrafficTarget};
+use crate::reconciler::configuration::owner::is_controlled_by;
+use crate::traffic::{self, DomainError, Snapshot, TargetKind, Visibility};
+
+/// `CertificateProvisioned`'s message when external-domain TLS is off.
+pub const EXTERNAL_DOMAIN_TLS_NOT_ENABLED_MESSAGE: &str = "external-domain-tls is not enabled";
+/// `CertificateProvisioned`'s message for a cluster-local Route.
+pub const TLS_NOT_ENABLED_FOR_CLUSTER_LOCAL_MESSAGE: &str = "TLS is not enabled for cluster-local";
+
+/// Reconciles Routes into Ingresses and Kubernetes Services.
+#[derive(Clone, Debug, Default)]
+pub struct RouteReconciler {
+    tracker: Tracker,
+}
+
+/// Which Routes refer to which Configurations and Revisions (Knative's tracker): the Route
+/// reconciler records them on every pass, and the controller's watches ask it which Routes to
+/// reconcile when a Configuration or Revision changes. Cheap to clone; clones share state.
+#[derive(Clone, Debug, Default)]
+pub struct Tracker {
+    refs: Arc<Mutex<BTreeMap<RouteKey, BTreeSet<Reference>>>>,
+}
+
+/// A Route, as (namespace, name).
+type RouteKey = (String, String);
+/// What a Route refers to, as (kind, name) in its namespace.
+type Reference = (TargetKind, String);
+
+impl Tracker {
+    /// Records that Route `namespace/route` refers to `refs` (replacing what it referred to
+    /// before).
+    pub fn track(
+        &self,
+        namespace: &str,
+        route: &str,
+        refs: impl IntoIterator<Item = (TargetKind, String)>,
+    ) {
+        let refs: BTreeSet<_> = refs.into_iter().collect();
+        let mut map = self.refs.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (namespace.to_owned(), route.to_owned());
+        if refs.is_empty() {
+            map.remove(&key);
+        } else {
+            map.insert(key, refs);
+        }
+    }
+
+    /// Forgets Route `namespace/route`.
+    pub fn forget(&self, namespace: &str, route: &str) {
+        self.track(namespace, route, []);
+    }
+
+    /// The Routes of `namespace` that refer to the `kind` named `name`.
+    pub fn routes_referring_to(
+        &self,
+        namespace: &str,
+        kind: TargetKind,
+        name: &str,
+    ) -> Vec<String> {
+        let map = self.refs.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = (kind, name.to_owned());
+        map.iter()
+            .filter(|((ns, _), refs)| ns == namespace && refs.contains(&wanted))
+            .map(|((_, route), _)| route.clone())
+            .collect()
+    }
+}
+
+impl RouteReconciler {
+    /// A Route reconciler with an empty tracker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tracker this reconciler records the Routes' references in.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// What the controller should watch besides Routes (in `namespace`, or all namespaces):
+    /// the Ingresses and Kubernetes Services the Routes own, and the Configurations and
+    /// Revisions their traffic refers to (through the [`Tracker`]). Pass it to
+    /// `Driver::run_with`.
+    pub fn watches(
+        &self,
+        client: Client,
+        namespace: Option<String>,
+    ) -> impl Fn(Controller<Route>) -> Controller<Route> + use<> {
+        let tracker = self.tracker.clone();
+        move |controller| {
+            let configs = tracker.clone();
+            let revisions = tracker.clone();
+            controller
+                .owns(
+                    api::<Ingress>(&client, &namespace),
+                    watcher::Config::default(),
+                )
+                .owns(
+                    api::<K8sService>(&client, &namespace),
+                    watcher::Config::default().labels(ROUTE_LABEL_KEY),
+                )
+                .watches(
+                    api::<Configuration>(&client, &namespace),
+                    watcher::Config::default(),
+                    move |c| referring(&configs, TargetKind::Configuration, &c),
+                )
+                .watches(
+                    api::<Revision>(&client, &namespace),
+                    watcher::Config::default(),
+                    move |r| referring(&revisions, TargetKind::Revision, &r),
+                )
+        }
+    }
+}
+
+#[async_trait]
+impl Reconciler<Route> for RouteReconciler {
+    async fn reconcile_kind(&self, route: &mut Route, ctx: &Context) -> Result<(), ReconcileError> {
+        let config = ctx.config();
+        let namespace = route.namespace().unwrap_or_default();
+        let client = ctx.client();
+
+        let (snapshot, refs) = load_snapshot(client, &namespace, &route.spec.traffic).await?;
+        self.tracker.track(&namespace, &route.name_any(), refs);
+        let resolved = traffic::build(&route.spec.traffic, &snapshot);
+
+        let services: Api<K8sService> = Api::namespaced(client.clone(), &namespace);
+        let selector = format!("{ROUTE_LABEL_KEY}={}", route.name_any());
+        let existing_services = services
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+        let cluster_local_services: BTreeSet<String> = existing_services
+            .iter()
+            .filter(|s| is_cluster_local_service(s))
+            .map(ResourceExt::name_any)
+            .collect();
+        let visibility = traffic::visibility(
+            config,
+            &route.metadata,
+            &route.spec.traffic,
+            &cluster_local_services,
+        )
+        .map_err(domain_error)?;
+        let url = traffic::route_url(config, &route.metadata, &visibility).map_err(domain_error)?;
+        route.status.get_or_insert_with(Default::default).route.url = Some(url);
+
+        let resolved = match resolved {
+            Ok(resolved) => resolved,
+            Err(err) => {
+                // Nothing is programmed until every target resolves.
+                err.mark(&mut route.manage_conditions(ctx.now()));
+                return Ok(());
+            }
+        };
+        let status_traffic = resolved
+            .status_traffic(config, &route.metadata, &visibility)
+            .map_err(domain_error)?;
+        let address = format!(
+            "http://{}.{namespace}.{CLUSTER_LOCAL_DOMAIN}",
+            route.name_any()
+        );
+        let status = route.status.get_or_insert_with(Default::default);
+        status.route.traffic = status_traffic;
+        status.route.address = Some(Addressable {
+            url: Some(address),
+            ..Addressable::default()
+        });
+        let now = ctx.now();
+        let mut conditions = route.manage_conditions(now);
+        conditions.mark_true(ROUTE_CONDITION_ALL_TRAFFIC_ASSIGNED);
+        mark_certificate(&mut conditions, config, &visibility);
+
+        let placeholders =
+            reconcile_placeholder_services(route, ctx, &services, &existing_services, &resolved)
+                .await?;
+        let ingress = reconcile_ingress(route, ctx, &resolved, &visibility).await?;
+
+        let mut conditions = route.manage_conditions(now);
+        let generation = ingress.metadata.generation;
+        let ingress_status = ingress.status.as_ref();
+        if ingress_status.and_then(|s| s.status.observed_generation) != generation {
+            mark_ingress_not_configured(&mut conditions);
+        } else {
+            propagate_ingress_ready(&mut conditions, &ingress);
+        }
+
+        update_placeholder_services(&services, &placeholders, &ingress).await
+    }
+}
+
+/// The Configurations and Revisions `traffic` refers to, directly or through a
+/// Configuration's latest ready Revision or a Revision's Configuration, and the references
+/// followed (including those that do not exist).
+async fn load_snapshot(
+    client: &Client,
+    namespace: &str,
+    traffic: &[TrafficTarget],
+) -> Result<(Snapshot, BTreeSet<(TargetKind, String)>), kube::Error> {
+    let configs: Api<Configuration> = Api::namespaced(client.clone(), namespace);
+    let revisions: Api<Revision> = Api::namespaced(client.clone(), namespace);
+    let mut snapshot = Snapshot::default();
+    let mut refs = BTreeSet::new();
+    let mut seen_configs = BTreeMap::new();
+    let mut seen_revisions = BTreeMap::new();
+    for target in traffic {
+        if let Some(name) = non_empty(&target.revision_name) {
+            refs.insert((TargetKind::Revision, name.to_owned()));
+            let Some(revision) = cached(&revisions, &mut seen_revisions, name).await? else {
+                continue;
+            };
+            snapshot.insert_revision(&revision);
+            if let Some(config) = snapshot.revisions[name].configuration_name.clone() {
+                refs.insert((TargetKind::Configuration, config.clone()));
+                if let Some(c) = cached(&configs, &mut seen_configs, &config).await? {
+                    snapshot.insert_configuration(&c);
+                }
+            }
+        } else if let Some(name) = non_empty(&target.configuration_name) {
+            refs.insert((TargetKind::Configuration, name.to_owned()));
+            let Some(config) = cached(&configs, &mut seen_configs, name).await? else {
+                continue;
+            };
+            snapshot.insert_configuration(&config);
+            if let Some(latest) = snapshot.configurations[name]
+                .latest_ready_revision_name
+                .clone()
+            {
+                refs.insert((TargetKind::Revision, latest.clone()));
+                if let Some(r) = cached(&revisions, &mut seen_revisions, &latest).await? {
+                    snapshot.insert_revision(&r);
+                }
+            }
+        }
+    }
+    Ok((snapshot, refs))
+}
+
+async fn cached<K>(
+    api: &Api<K>,
+    seen: &mut BTreeMap<String, Option<K>>,
+    name: &str,
+) -> Result<Option<K>, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if let Some(found) = seen.get(name) {
+        return Ok(found.clone());
+    }
+    let found = api.get_opt(name).await?;
+    seen.insert(name.to_owned(), found.clone());
+    Ok(found)
+}
+
+/// Knative's `MarkTLSNotEnabled` when no certificate is wanted. This SDK provisions no
+/// certificates, so external-domain TLS on an external Route cannot be satisfied.
+fn mark_certificate(conditions: &mut ConditionManager<'_>, config: &Config, v: &Visibility) {
+    let cluster_local = v.get(traffic::DEFAULT_TARGET) == Some(&IngressVisibility::ClusterLocal);
+    if !config.network.external_domain_tls {
+        conditions.mark_true_with_reason(
+            ROUTE_CONDITION_CERTIFICATE_PROVISIONED,
+            "TLSNotEnabled",
+            EXTERNAL_DOMAIN_TLS_NOT_ENABLED_MESSAGE,
+        );
+    } else if cluster_local {
+        conditions.mark_true_with_reason(
+            ROUTE_CONDITION_CERTIFICATE_PROVISIONED,
+            "TLSNotEnabled",
+            TLS_NOT_ENABLED_FOR_CLUSTER_LOCAL_MESSAGE,
+        );
+    } else {
+        conditions.mark_false(
+            ROUTE_CONDITION_CERTIFICATE_PROVISIONED,
+            "CertificateNotSupported",
+            "external-domain-tls is enabled, but this controller provisions no certificates",
+        );
+    }
+}
+
+/// Creates the placeholder Service of every traffic group that has none, refuses those the
+/// Route does not control, and deletes the Route's Services of groups that are gone. Returns
+/// the Services in force.
+async fn reconcile_placeholder_services(
+    route: &mut Route,
+    ctx: &Context,
+    services: &Api<K8sService>,
+    existing: &[K8sService],
+    resolved: &traffic::Config,
+) -> Result<Vec<K8sService>, ReconcileError> {
+    let config = ctx.config();
+    let mut wanted = Vec::with_capacity(resolved.targets.len());
+    for tag in resolved.targets.keys() {
+        let desired =
+            resources::make_placeholder_service(config, route, tag).map_err(domain_error)?;
+        let name = desired.name_any();
+        let found = match existing.iter().find(|s| s.name_any() == name) {
+            Some(s) => Some(s.clone()),
+            None => services.get_opt(&name).await?,
+        };
+        let service = match found {
+            Some(s) if !is_controlled_by(&s.metadata, &*route) => {
+                let message = format!(
+                    "There is an existing placeholder Service {name:?} that we do not own."
+                );
+                route.manage_conditions(ctx.now()).mark_false(
+                    ROUTE_CONDITION_INGRESS_READY,
+                    "NotOwned",
+                    &message,
+                );
+                return Err(ReconcileError::permanent("NotOwned", message));
+            }
+            Some(s) => s,
+            None => match services.create(&PostParams::default(), &desired).await {
+                Ok(created) => {
+                    ctx.publish(
+                        EventType::Normal,
+                        "Created",
+                        format!("Created placeholder service {name:?}"),
+                    )
+                    .await;
+                    created
+                }
+                Err(err) => {
+                    ctx.publish(
+                        EventType::Warning,
+                        "CreationFailed",
+                        format!("Failed to create placeholder service {name:?}: {err}"),
+                    )
+                    .await;
+                    return Err(ReconcileError::transient(format!(
+                        "failed to create placeholder service: {err}"
+                    )));
+                }
+            },
+        };
+        wanted.push(service);
+    }
+    for stale in existing {
+        let name = stale.name_any();
+        if !wanted.iter().any(|s| s.name_any() == name)
+            && is_controlled_by(&stale.metadata, &*route)
+        {
+            match services.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+/// Creates the Ingress, or updates it when its spec, labels or annotations differ from the
+/// wanted ones.
+async fn reconcile_ingress(
+    route: &Route,
+    ctx: &Context,
+    resolved: &traffic::Config,
+    visibility: &Visibility,
+) -> Result<Ingress, ReconcileError> {
+    let desired =
+        resources::make_ingress(ctx.config(), route, resolved, visibility).map_err(domain_error)?;
+    let namespace = route.namespace().unwrap_or_default();
+    let ingresses: Api<Ingress> = Api::namespaced(ctx.client().clone(), &namespace);
+    let name = desired.name_any();
+    match ingresses.get_opt(&name).await? {
+        None => match ingresses.create(&PostParams::default(), &desired).await {
+            Ok(created) => {
+                ctx.publish(
+                    EventType::Normal,
+                    "Created",
+                    format!("Created Ingress {name:?}"),
+                )
+                .await;
+                Ok(created)
+            }
+            Err(err) => {
+                ctx.publish(
+                    EventType::Warning,
+                    "CreationFailed",
+                    format!("Failed to create Ingress: {err}"),
+                )
+                .await;
+                Err(ReconcileError::transient(format!(
+                    "failed to create Ingress: {err}"
+                )))
+            }
+        },
+        Some(existing) => {
+            if existing.spec == desired.spec
+                && existing.metadata.labels == desired.metadata.labels
+                && existing.metadata.annotations == desired.metadata.annotations
+            {
+                return Ok(existing);
+            }
+            let mut updated = existing;
+            updated.spec = desired.spec;
+            updated.metadata.labels = desired.metadata.labels;
+            updated.metadata.annotations = desired.metadata.annotations;
+            ingresses
+                .replace(&name, &PostParams::default(), &updated)
+                .await
+                .map_err(|err| {
+                    ReconcileError::transient(format!("failed to update Ingress: {err}"))
+                })
+        }
+    }
+}
+
+/// Points each Kubernetes Service at the Ingress' load balancer, once it has one.
+async fn update_placeholder_services(
+    services: &Api<K8sService>,
+    placeholders: &[K8sService],
+    ingress: &Ingress,
+) -> Result<(), ReconcileError> {
+    for service in placeholders {
+        let private = is_cluster_local_service(service);
+        let Some(desired) = resources::load_balancer_service_spec(ingress, private) else {
+            continue;
+        };
+        if service
+            .spec
+            .as_ref()
+            .is_some_and(|spec| service_spec_covers(spec, &desired))
+        {
+            continue;
+        }
+        let mut updated = service.clone();
+        updated.spec = Some(desired);
+        services
+            .replace(&service.name_any(), &PostParams::default(), &updated)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Knative's `MarkIngressNotConfigured`.
+fn mark_ingress_not_configured(conditions: &mut ConditionManager<'_>) {
+    conditions.mark_unknown(
+        ROUTE_CONDITION_INGRESS_READY,
+        "IngressNotConfigured",
+        "Ingress has not yet been reconciled.",
+    );
+}
+
+/// Knative's `PropagateIngressStatus`: `IngressReady` follows the Ingress' `Ready`.
+fn propagate_ingress_ready(conditions: &mut ConditionManager<'_>, ingress: &Ingress) {
+    let Some(ready) = ingress
+        .status
+        .as_ref()
+        .and_then(|s| s.status.get_condition(CONDITION_READY))
+    else {
+        mark_ingress_not_configured(conditions);
+        return;
+    };
+    let reason = ready.reason.as_deref().unwrap_or_default();
+    let message = ready.message.as_deref().unwrap_or_default();
+    match ready.status {
+        ConditionStatus::True => conditions.mark_true(ROUTE_CONDITION_INGRESS_READY),
+        ConditionStatus::False => {
+            conditions.mark_false(ROUTE_CONDITION_INGRESS_READY, reason, message);
+        }
+        ConditionStatus::Unknown => {
+            conditions.mark_unknown(ROUTE_CONDITION_INGRESS_READY, reason, message);
+        }
+    }
+}
+
+/// A host name that cannot be made will not be made by retrying: the Route says why, and is
+/// reconciled again when the configuration changes.
+fn domain_error(err: DomainError) -> ReconcileError {
+    ReconcileError::permanent("InvalidDomain", err.to_string())
+}
+
+fn referring<K: ResourceExt>(
+    tracker: &Tracker,
+    kind: TargetKind,
+    obj: &K,
+) -> Vec<ObjectRef<Route>> {
+    let namespace = obj.namespace().unwrap_or_default();
+    tracker
+        .routes_referring_to(&namespace, kind, &obj.name_any())
+        .into_iter()
+        .map(|route| ObjectRef::new(&route).within(&namespace))
+        .collect()
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
