@@ -1,12 +1,133 @@
-//! `knative controller`. (In progress.)
+//! `knative controller`: the Serving reconcilers (Service, Configuration, Route, Revision) on
+//! the cluster of `$KUBECONFIG`, with live configuration, metrics and optional leader election.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+
+use knative_core::apis::KnativeObject;
+use knative_core::config::ConfigStore;
+use knative_core::leader::LeaseConfig;
+use knative_core::metrics::{self, Metrics};
+use knative_core::reconciler::{Driver, DriverOptions, Reconciler};
+use knative_serving::reconciler::configuration::ConfigurationReconciler;
+use knative_serving::reconciler::revision::{self, DeploymentConfig, RevisionReconciler};
+use knative_serving::reconciler::route::RouteReconciler;
+use knative_serving::reconciler::service::ServiceReconciler;
 
 /// Arguments of `knative controller`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Reconcile only this namespace (default: all namespaces).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Where Knative's ConfigMaps (config-autoscaler, config-network, ...) live.
+    #[arg(long, default_value = "knative-serving")]
+    system_namespace: String,
+    /// Address of the Prometheus endpoint (`/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader among replicas through Leases in the system namespace; this replica's
+    /// identity is `$POD_NAME` (or the host name).
+    #[arg(long)]
+    leader_elect: bool,
+    /// The queue-proxy sidecar image of Revision Deployments.
+    #[arg(long)]
+    queue_sidecar_image: Option<String>,
+}
 
-/// Runs `knative controller`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("knative controller is being written")
+/// Runs `knative controller` until SIGTERM or Ctrl-C.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Runtime::new()?.block_on(controller(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn controller(args: Args) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let store = ConfigStore::start(client.clone(), args.system_namespace.clone());
+    let metrics = Metrics::new();
+    let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = tokio::spawn(metrics::serve(metrics.clone(), args.metrics_addr, async {
+        let _ = stopped.await;
+    }));
+    tracing::info!(metrics = %args.metrics_addr, namespace = ?args.namespace, "starting the Serving reconcilers");
+
+    let mut deployment = DeploymentConfig::default();
+    if let Some(image) = &args.queue_sidecar_image {
+        deployment.queue_sidecar_image.clone_from(image);
+    }
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("knative-controller-{}", std::process::id()));
+
+    let ns = args.namespace.clone();
+    let route = RouteReconciler::new();
+    let route_watches = route.watches(client.clone(), ns.clone());
+    let revision_client = client.clone();
+    let revision_ns = ns.clone();
+    let results = futures::future::join4(
+        prepare(
+            &client,
+            &args,
+            &store,
+            &metrics,
+            &identity,
+            ServiceReconciler::new(),
+        )
+        .run_with(ServiceReconciler::watches(client.clone(), ns.clone())),
+        prepare(
+            &client,
+            &args,
+            &store,
+            &metrics,
+            &identity,
+            ConfigurationReconciler::new(),
+        )
+        .run_with(ConfigurationReconciler::watches(client.clone(), ns.clone())),
+        prepare(&client, &args, &store, &metrics, &identity, route).run_with(route_watches),
+        prepare(
+            &client,
+            &args,
+            &store,
+            &metrics,
+            &identity,
+            RevisionReconciler::new(deployment),
+        )
+        .run_with(move |c| revision::watch_children(c, &revision_client, revision_ns.as_deref())),
+    )
+    .await;
+    let _ = stop_metrics.send(());
+    let _ = metrics_server.await;
+    results.0?;
+    results.1?;
+    results.2?;
+    results.3?;
+    Ok(())
+}
+
+fn prepare<K: KnativeObject, R: Reconciler<K>>(
+    client: &kube::Client,
+    args: &Args,
+    store: &ConfigStore,
+    metrics: &Metrics,
+    identity: &str,
+    reconciler: R,
+) -> Driver<K, R> {
+    let mut options = DriverOptions::for_kind::<K>();
+    options.namespace.clone_from(&args.namespace);
+    let lease_name = options.name.clone();
+    let mut driver = Driver::with_options(client.clone(), reconciler, options)
+        .with_config(store.clone())
+        .with_metrics(metrics.clone());
+    if args.leader_elect {
+        let lease = LeaseConfig::new(args.system_namespace.clone(), lease_name, identity)
+            .with_knative_timings();
+        driver = driver.with_leader_election(lease);
+    }
+    driver
 }
