@@ -1,0 +1,133 @@
+//! `knative controller` as a process against the real API server: Knative's helloworld Service
+//! is reconciled to a Configuration, a Revision and its Deployment; SIGTERM stops it cleanly.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use knative_core::testing::envtest::{TestNamespace, client};
+use knative_serving::apis::{Configuration, Revision, Service};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn the_controller_reconciles_helloworld_and_stops_on_sigterm() {
+    let client = client().await;
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in knative_serving::crds() {
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply("knative-controller-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("install CRD");
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("established")
+        .unwrap();
+    }
+    let ns = TestNamespace::create(&client, "controller").await;
+    let kubeconfig = std::env::var("KNATIVE_TEST_KUBECONFIG")
+        .or_else(|_| std::env::var("KUBECONFIG"))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_knative"))
+        .args([
+            "controller",
+            "--namespace",
+            &ns.name,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start knative controller");
+
+    let service: Service =
+        serde_yaml::from_str(include_str!("../../manifests/helloworld-go.yaml")).unwrap();
+    Api::<Service>::namespaced(client.clone(), &ns.name)
+        .patch(
+            "hello",
+            &PatchParams::apply("knative-controller-test"),
+            &Patch::Apply(&service),
+        )
+        .await
+        .expect("apply helloworld");
+
+    let configs = Api::<Configuration>::namespaced(client.clone(), &ns.name);
+    eventually("Configuration hello", async || {
+        configs.get_opt("hello").await.ok()?
+    })
+    .await;
+    let revisions = Api::<Revision>::namespaced(client.clone(), &ns.name);
+    eventually("Revision hello-00001", async || {
+        revisions.get_opt("hello-00001").await.ok()?
+    })
+    .await;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
+    let deployment = eventually("Deployment hello-00001-deployment", async || {
+        deployments.get_opt("hello-00001-deployment").await.ok()?
+    })
+    .await;
+    let containers: Vec<String> = deployment
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(containers, ["user-container", "queue-proxy"]);
+
+    let metrics = reqwest_metrics(port).await;
+    assert!(metrics.contains("reconcile_count_total"), "{metrics}");
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = eventually("the controller to exit", async || child.try_wait().ok()?).await;
+    assert!(status.success(), "controller exited with {status}");
+    ns.delete().await;
+}
+
+/// GET /metrics over a plain TCP stream (no HTTP client dependency needed).
+async fn reqwest_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
