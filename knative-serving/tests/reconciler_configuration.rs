@@ -465,3 +465,27 @@ async fn a_reconcile_that_changes_nothing_writes_nothing() {
     assert_eq!(api.writes(), vec![]);
     assert_eq!(api.events(), vec![]);
 }
+
+#[test]
+fn the_revision_a_configuration_stamps_passes_revision_validation() {
+    use knative_serving::apis::Validate;
+    let config: knative_serving::apis::Configuration = serde_json::from_value(serde_json::json!({
+        "apiVersion": "serving.knative.dev/v1", "kind": "Configuration",
+        "metadata": {"name": "hello", "namespace": "ns", "uid": "uid-1", "generation": 1},
+        "spec": {"template": {"spec": {"containers": [{"image": "ghcr.io/knative/helloworld-go:latest"}]}}}
+    }))
+    .unwrap();
+    let revision = knative_serving::reconciler::configuration::make_revision(&config);
+    assert!(
+        revision
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .contains_key("serving.knative.dev/configurationUID"),
+        "the label this test is about"
+    );
+    revision
+        .validate()
+        .expect("a webhook must accept the Revisions our reconciler creates");
+}

@@ -282,7 +282,10 @@ fn validate_labels(meta: &ObjectMeta) -> FieldError {
             serving::ROUTING_STATE_LABEL_KEY
             | serving::ROUTE_LABEL_KEY
             | serving::SERVICE_LABEL_KEY
-            | serving::CONFIGURATION_GENERATION_LABEL_KEY => {}
+            | serving::CONFIGURATION_GENERATION_LABEL_KEY
+            // Set by the Configuration reconciler, as Knative's does.
+            | "serving.knative.dev/configurationUID"
+            | "serving.knative.dev/serviceUID" => {}
             serving::CONFIGURATION_LABEL_KEY => {
                 errs = errs.also(metadata::verify_label_owner_ref(
                     meta,
