@@ -43,7 +43,6 @@
 //! ```
 
 mod lifecycle;
-mod names;
 mod resources;
 mod semantic;
 

@@ -19,13 +19,13 @@ use knative_core::config::{Config, parse_go_duration};
 use kube::{Resource, ResourceExt};
 
 use super::DeploymentConfig;
-use super::names::child_name;
 use crate::apis::autoscaling::v1alpha1::{PodAutoscalerSpec, Reachability};
 use crate::apis::networking::ProtocolType;
 use crate::apis::serving::v1::{
     REVISION_CONDITION_CONTAINER_HEALTHY, REVISION_CONDITION_RESOURCES_AVAILABLE,
 };
 use crate::apis::{PodAutoscaler, Revision, autoscaling, serving};
+use crate::reconciler::configuration::names::child_name;
 
 /// The name of the queue-proxy sidecar container.
 pub const QUEUE_CONTAINER_NAME: &str = "queue-proxy";
