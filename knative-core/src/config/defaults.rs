@@ -278,25 +278,11 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<DefaultsConfig, ConfigError> {
-        DefaultsConfig::from_data(
-            &pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
+        crate::config::test_support::parse(pairs)
     }
 
     fn rejects(pairs: &[(&str, &str)], key: &str, value: &str) -> String {
-        let err = parse(pairs).expect_err("should be rejected");
-        let message = err.to_string();
-        assert_eq!(err.key(), key, "{message}");
-        assert!(
-            message.starts_with(&format!(
-                "config-defaults: {key}: invalid value {value:?}: "
-            )),
-            "{message}"
-        );
-        message
+        crate::config::test_support::rejects::<DefaultsConfig>(pairs, key, value)
     }
 
     #[test]

@@ -266,3 +266,32 @@ mod tests {
         assert_eq!(GcConfig::from_config_map(&cm).unwrap(), GcConfig::default());
     }
 }
+
+/// What the typed configs' unit tests share: parse `key=value` pairs, and check that a value is
+/// rejected with a message naming the ConfigMap, the key and the value.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{ConfigError, ConfigMapConfig};
+
+    pub(crate) fn parse<C: ConfigMapConfig>(pairs: &[(&str, &str)]) -> Result<C, ConfigError> {
+        C::from_data(
+            &pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn rejects<C: ConfigMapConfig>(
+        pairs: &[(&str, &str)],
+        key: &str,
+        value: &str,
+    ) -> String {
+        let err = parse::<C>(pairs).expect_err("should be rejected");
+        let message = err.to_string();
+        assert_eq!(err.key(), key, "{message}");
+        let prefix = format!("{}: {key}: invalid value {value:?}: ", C::NAME);
+        assert!(message.starts_with(&prefix), "{message}");
+        message
+    }
+}
