@@ -18,6 +18,18 @@ for component in rustfmt clippy; do
     fi
 done
 
+# Debian packages the tests run for real: nats-server (JetStream channel tests) and git (Build's
+# git source in the LocalExecutor tests).
+missing=()
+command -v nats-server >/dev/null || missing+=(nats-server)
+command -v git >/dev/null || missing+=(git)
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt_get=(apt-get); [ "$(id -u)" = 0 ] || apt_get=(sudo apt-get)
+    "${apt_get[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq "${missing[@]}"
+fi
+
 log "cargo fmt --all --check"
 cargo fmt --all --check
 log "cargo clippy --workspace --all-targets -- -D warnings"

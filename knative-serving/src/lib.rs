@@ -44,6 +44,7 @@
 
 pub mod apis;
 pub mod autoscaler;
+pub mod dataplane;
 pub mod reconciler;
 pub mod traffic;
 pub mod webhook;

@@ -7,9 +7,14 @@
 //! knative controller                 run the Serving reconcilers against the cluster of $KUBECONFIG
 //! ```
 
+mod activator;
 mod autoscaler;
+mod build;
 mod controller;
 mod crds;
+mod eventing;
+mod gateway;
+mod queue_proxy;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +37,16 @@ enum Command {
     Autoscaler(autoscaler::Args),
     /// Run the Serving reconcilers.
     Controller(controller::Args),
+    /// The queue-proxy sidecar: concurrency breaker, stats and probes in front of a user container.
+    QueueProxy(queue_proxy::Args),
+    /// The activator: buffers requests for revisions at zero, then throttles to capacity.
+    Activator(activator::Args),
+    /// The gateway: routes requests as the cluster's Ingresses say.
+    Gateway(gateway::Args),
+    /// Build: run a Build's steps.
+    Build(build::Args),
+    /// Eventing data planes: broker, channel dispatchers and source adapters.
+    Eventing(eventing::Args),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -43,5 +58,10 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Autoscaler(args) => autoscaler::run(args),
         Command::Controller(args) => controller::run(args),
+        Command::QueueProxy(args) => queue_proxy::run(args),
+        Command::Activator(args) => activator::run(args),
+        Command::Gateway(args) => gateway::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Eventing(args) => eventing::run(args),
     }
 }

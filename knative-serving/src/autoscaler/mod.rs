@@ -48,6 +48,7 @@ pub mod kpa;
 pub mod metrics;
 pub mod multiscaler;
 pub mod simulate;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt;
