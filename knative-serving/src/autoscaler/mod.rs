@@ -13,6 +13,8 @@
 //! - [`metrics`]: the per-revision windows fed by stats ([`metrics::RevisionMetrics`]).
 //! - [`kpa`]: the Knative Pod Autoscaler (`DeciderSpec` and `Scale()`).
 //! - [`multiscaler`]: many revisions, each with its decider and windows, ticked together.
+//! - [`deciders`]: the multi-scaler shared by the reconciler, the collector and the tick.
+//! - [`collector`]: scrapes the revisions' pods each second and takes the activator's pushes.
 //! - [`simulate`]: replays a metrics trace through an autoscaler (`knative autoscaler simulate`).
 //!
 //! ```
@@ -44,6 +46,8 @@
 //! ```
 
 pub mod aggregation;
+pub mod collector;
+pub mod deciders;
 pub mod kpa;
 pub mod metrics;
 pub mod multiscaler;

@@ -135,24 +135,18 @@ impl<K: Hash + Eq> MultiScaler<K> {
         mut changed: impl FnMut(&K, &DeciderStatus),
     ) {
         for (key, scaler) in &mut self.scalers {
-            let snapshot = MetricSnapshot {
-                now,
-                ready_pods: ready_pods(key),
-                metrics: &scaler.metrics,
-            };
-            let decision = scaler.autoscaler.scale(&snapshot);
-            if !decision.valid {
-                continue;
-            }
-            let status = &mut scaler.status;
-            let moved = status.desired_scale != decision.desired_scale
-                || (status.excess_burst_capacity < 0) != (decision.excess_burst_capacity < 0);
-            status.desired_scale = decision.desired_scale;
-            status.excess_burst_capacity = decision.excess_burst_capacity;
-            if moved {
-                changed(key, status);
+            if scaler.decide(now, ready_pods(key)) {
+                changed(key, &scaler.status);
             }
         }
+    }
+
+    /// Decides for the revision `key` alone at `now`, out of the tick (what Knative's `Poke`
+    /// makes a decider do when a request reaches a revision at zero). Returns its status when
+    /// the decision changed it, as [`MultiScaler::tick`] reports changes.
+    pub fn tick_one(&mut self, key: &K, now: Timestamp, ready_pods: i32) -> Option<DeciderStatus> {
+        let scaler = self.scalers.get_mut(key)?;
+        scaler.decide(now, ready_pods).then_some(scaler.status)
     }
 
     /// The latest decision for the revision `key`.
@@ -192,6 +186,28 @@ impl<K: Hash + Eq> MultiScaler<K> {
                         + scaler.autoscaler.memory_footprint()
                 })
                 .sum::<usize>()
+    }
+}
+
+impl RevisionScaler {
+    /// One decision; true when it changed the desired scale or the sign of the excess burst
+    /// capacity (Knative's `updateLatestScale`). Invalid decisions change nothing.
+    fn decide(&mut self, now: Timestamp, ready_pods: i32) -> bool {
+        let snapshot = MetricSnapshot {
+            now,
+            ready_pods,
+            metrics: &self.metrics,
+        };
+        let decision = self.autoscaler.scale(&snapshot);
+        if !decision.valid {
+            return false;
+        }
+        let status = &mut self.status;
+        let moved = status.desired_scale != decision.desired_scale
+            || (status.excess_burst_capacity < 0) != (decision.excess_burst_capacity < 0);
+        status.desired_scale = decision.desired_scale;
+        status.excess_burst_capacity = decision.excess_burst_capacity;
+        moved
     }
 }
 
@@ -366,6 +382,27 @@ mod tests {
         scalers.record(&"a", at(0), &Stat::concurrency(70.0));
         scalers.tick(at(0), |_| 1, |_, _| {});
         assert_eq!(scalers.status(&"a").unwrap().desired_scale, 10);
+    }
+
+    #[test]
+    fn tick_one_decides_for_one_revision_and_reports_a_change_once() {
+        let config = AutoscalerConfig::default();
+        let none = annotations(&[]);
+        let params = AutoscalerParams::new(&none, &config, at(0));
+        let mut scalers = MultiScaler::new(AutoscalerRegistry::default());
+        scalers.create("cold", &params).unwrap();
+        scalers.create("other", &params).unwrap();
+        scalers.record(&"cold", at(0), &Stat::concurrency(140.0));
+        scalers.record(&"other", at(0), &Stat::concurrency(140.0));
+        let status = scalers.tick_one(&"cold", at(0), 0).expect("a change");
+        assert_eq!(status.desired_scale, 2);
+        assert_eq!(scalers.status(&"other").unwrap().desired_scale, -1);
+        assert_eq!(
+            scalers.tick_one(&"cold", at(0), 0),
+            None,
+            "same decision again"
+        );
+        assert_eq!(scalers.tick_one(&"missing", at(0), 0), None);
     }
 
     #[test]
