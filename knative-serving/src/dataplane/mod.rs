@@ -9,3 +9,4 @@ pub mod activator;
 pub mod gateway;
 pub mod proxy;
 pub mod queue;
+pub mod throttler;
