@@ -7,6 +7,7 @@
 //! - [`crds()`]: their CustomResourceDefinitions.
 
 pub mod apis;
+pub mod executor;
 pub mod template;
 
 use std::collections::BTreeMap;
