@@ -3,8 +3,6 @@
 
 pub mod autoscaling;
 pub mod configuration;
-pub mod gc;
-pub mod labeler;
 pub mod revision;
 pub mod route;
 pub mod service;
