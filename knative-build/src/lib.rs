@@ -8,6 +8,7 @@
 
 pub mod apis;
 pub mod executor;
+pub mod reconciler;
 pub mod template;
 
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@
 //! [`StepState`] and the [`BuildOutcome`].
 
 mod local;
-mod pod;
+pub(crate) mod pod;
 
 pub use local::LocalExecutor;
 pub use pod::{
