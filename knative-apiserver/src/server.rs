@@ -300,7 +300,10 @@ impl Server {
                 ))])));
             }
         };
-        let mut interval = tokio::time::interval(self.bookmark_interval);
+        let mut interval = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.bookmark_interval,
+            self.bookmark_interval,
+        );
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let state = WatchState {
             replay: start.replay.into(),

@@ -1,0 +1,222 @@
+//! The API scenarios against the embedded server (one in-memory server per test), and the
+//! behaviours only the embedded server can be asked for: restarts on the same data
+//! directory, a short watch history, frequent bookmarks, its kubeconfig.
+
+#[macro_use]
+mod scenarios;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use knative_apiserver::{ApiServer, RunningApiServer};
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use std::time::Duration;
+
+async fn embedded() -> (Client, String, RunningApiServer) {
+    let server = ApiServer::builder()
+        .in_memory()
+        .start()
+        .await
+        .expect("the server starts");
+    let client = server.client();
+    let namespace = "scenario".to_string();
+    create_namespace(&client, &namespace).await;
+    (client, namespace, server)
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("the namespace is created");
+}
+
+scenario_tests!(embedded);
+
+fn config_map(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
+}
+
+#[tokio::test]
+async fn a_restart_on_the_same_data_dir_keeps_objects_and_continues_resource_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let kept = api
+        .create(&PostParams::default(), &config_map("kept"))
+        .await
+        .unwrap();
+    server.shutdown().await;
+
+    let server = ApiServer::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let found = api.get("kept").await.unwrap();
+    assert_eq!(found.uid(), kept.uid());
+    assert_eq!(found.resource_version(), kept.resource_version());
+    let later = api
+        .create(&PostParams::default(), &config_map("later"))
+        .await
+        .unwrap();
+    let rv = |cm: &ConfigMap| cm.resource_version().unwrap().parse::<u64>().unwrap();
+    assert!(rv(&later) > rv(&kept));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn custom_kinds_are_served_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "gadgets", "kind": "Gadget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true}]},
+    });
+    let server = ApiServer::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(server.client());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(crd).unwrap(),
+    )
+    .await
+    .unwrap();
+    server.shutdown().await;
+
+    let server = ApiServer::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
+    let resources = server
+        .client()
+        .list_api_group_resources("example.com/v1")
+        .await
+        .unwrap();
+    assert_eq!(resources.resources[0].kind, "Gadget");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_watch_from_a_resource_version_older_than_the_history_gets_410_gone() {
+    let server = ApiServer::builder()
+        .history_capacity(2)
+        .start()
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let first = api
+        .create(&PostParams::default(), &config_map("a"))
+        .await
+        .unwrap();
+    for name in ["b", "c", "d"] {
+        api.create(&PostParams::default(), &config_map(name))
+            .await
+            .unwrap();
+    }
+    let mut stream = api
+        .watch(&WatchParams::default(), &first.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await.unwrap() {
+        Some(WatchEvent::Error(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+        }
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_watch_that_allows_bookmarks_gets_them_with_the_latest_resource_version() {
+    let server = ApiServer::builder()
+        .bookmark_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let created = api
+        .create(&PostParams::default(), &config_map("a"))
+        .await
+        .unwrap();
+    let list = api.list(&ListParams::default()).await.unwrap();
+    let mut stream = api
+        .watch(
+            &WatchParams::default(),
+            &list.metadata.resource_version.unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    match event {
+        Some(WatchEvent::Bookmark(bookmark)) => {
+            assert_eq!(
+                Some(bookmark.metadata.resource_version),
+                created.resource_version()
+            );
+        }
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_kubeconfig_written_at_start_reaches_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    let server = ApiServer::builder()
+        .write_kubeconfig(&path)
+        .start()
+        .await
+        .unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(config).unwrap();
+    let namespaces = Api::<Namespace>::all(client)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let names: Vec<String> = namespaces.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(names, ["default", "kube-system"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn lists_page_with_limit_and_continue() {
+    let server = ApiServer::builder().start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    for name in ["a", "b", "c"] {
+        api.create(&PostParams::default(), &config_map(name))
+            .await
+            .unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    let rest = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    let names: Vec<String> = rest.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(names, ["c"]);
+    assert!(rest.metadata.continue_.is_none_or(|c| c.is_empty()));
+}
