@@ -2,8 +2,14 @@
 //!
 //! - [`delivery`]: [`DeliverySpec`] (retries, backoff, timeouts, dead-letter sinks), shared by
 //!   every kind that delivers events.
-//! - [`eventing`]: `eventing.knative.dev/v1` [`Trigger`] with its filters
-//!   ([`TriggerFilter`], [`SubscriptionsAPIFilter`]).
+//! - [`eventing`]: `eventing.knative.dev/v1` [`Broker`] and [`Trigger`] with its filters
+//!   ([`TriggerFilter`], [`SubscriptionsAPIFilter`]); `eventing.knative.dev/v1beta3`
+//!   [`EventType`].
+//! - [`messaging`]: `messaging.knative.dev/v1` [`Channel`], [`InMemoryChannel`],
+//!   [`Subscription`].
+//! - [`flows`]: `flows.knative.dev/v1` [`Sequence`] and [`Parallel`].
+//! - [`sources`]: `sources.knative.dev/v1` [`PingSource`], [`ApiServerSource`],
+//!   [`ContainerSource`], [`SinkBinding`].
 //!
 //! Every user-facing kind validates with [`Validate`] and defaults with [`SetDefaults`], as
 //! Knative's webhook does. Errors are [`FieldError`]s with paths such as
@@ -41,16 +47,31 @@
 //! );
 //! ```
 
+pub mod check;
 pub mod delivery;
 pub mod eventing;
+pub mod flows;
 pub mod messaging;
+pub mod sources;
 
 mod schema;
 
 pub use knative_core::apis::FieldError;
 
 pub use delivery::{BackoffPolicy, DeliveryFormat, DeliverySpec, DeliveryStatus};
-pub use eventing::{SubscriptionsAPIFilter, Trigger, TriggerFilter, TriggerSpec, TriggerStatus};
+pub use eventing::{
+    Broker, BrokerSpec, BrokerStatus, EventType, EventTypeSpec, SubscriptionsAPIFilter, Trigger,
+    TriggerFilter, TriggerSpec, TriggerStatus,
+};
+pub use flows::{Parallel, ParallelSpec, ParallelStatus, Sequence, SequenceSpec, SequenceStatus};
+pub use messaging::{
+    Channel, ChannelSpec, ChannelStatus, ChannelTemplateSpec, InMemoryChannel, InMemoryChannelSpec,
+    InMemoryChannelStatus, Subscription, SubscriptionSpec, SubscriptionStatus,
+};
+pub use sources::{
+    ApiServerSource, ApiServerSourceSpec, ContainerSource, ContainerSourceSpec, PingSource,
+    PingSourceSpec, SinkBinding, SinkBindingSpec,
+};
 
 /// A resource that checks itself as Knative's admission webhook does.
 pub trait Validate {
