@@ -347,13 +347,13 @@ where
     typed.set_defaults(context.defaults);
 
     let mut update_errors = FieldError::default();
+    let old = context.old_object.map(|old| {
+        decode::decode::<T>(old, pod_spec_at).ok().map(|mut old| {
+            old.set_defaults(context.defaults);
+            old
+        })
+    });
     if kind.records_user() {
-        let old = context.old_object.map(|old| {
-            decode::decode::<T>(old, pod_spec_at).ok().map(|mut old| {
-                old.set_defaults(context.defaults);
-                old
-            })
-        });
         if let Some(user) = context.user {
             set_user_info(&mut typed, old.as_ref().map(Option::as_ref), user);
         }
@@ -361,14 +361,23 @@ where
             update_errors = validate_creator_and_modifier(old, &typed);
         }
     }
+    if let Some(Some(old)) = &old {
+        update_errors = update_errors.also(validate_update(kind, &to_json(old), &to_json(&typed)));
+    }
 
     let after = to_json(&typed);
     let mut defaulted = object.clone();
     patch::merge_changes(&mut defaulted, &before, &after);
-    let validation = match typed.validate_with(context.defaults) {
-        Ok(()) => update_errors.into_result(),
-        Err(errors) => Err(errors.also(update_errors)),
-    };
+    let mut errors = typed
+        .validate_with(context.defaults)
+        .err()
+        .unwrap_or_default();
+    if kind == Kind::Revision && matches!(old, Some(Some(_))) {
+        // Knative validates a Revision's spec on creation only: an update may only touch its
+        // metadata, and must not fail because the limits in force changed since.
+        errors = without_spec_errors(&errors);
+    }
+    let validation = errors.also(update_errors).into_result();
     Outcome::Checked {
         kind,
         defaulted,
@@ -447,6 +456,89 @@ fn validate_creator_and_modifier<T: Serialize + kube::Resource>(old: &T, new: &T
     prefixed
 }
 
+/// What may not change on an update, as Knative's `Validate` checks it in `apis.IsInUpdate`:
+/// a Revision's spec is immutable; a Service's or Configuration's template that names its
+/// Revision (`spec.template.metadata.name`) must get a new name when anything in it changes
+/// (`RevisionTemplateSpec.VerifyNameChange`), since that name is the Revision's, and Revisions
+/// are immutable.
+fn validate_update(kind: Kind, old: &Value, new: &Value) -> FieldError {
+    match kind {
+        Kind::Revision => {
+            let diff = json_diff(&old["spec"], &new["spec"]);
+            if diff.is_empty() {
+                FieldError::default()
+            } else {
+                FieldError::new("Immutable fields changed (-old +new)", ["spec"]).with_details(diff)
+            }
+        }
+        Kind::Service | Kind::Configuration => {
+            let (old, new) = (&old["spec"]["template"], &new["spec"]["template"]);
+            let name = str_at(new, "/metadata/name");
+            if name.is_empty() || name != str_at(old, "/metadata/name") {
+                return FieldError::default();
+            }
+            let diff = json_diff(old, new);
+            if diff.is_empty() {
+                FieldError::default()
+            } else {
+                FieldError::new(
+                    "Saw the following changes without a name change (-old +new)",
+                    ["spec.template.metadata.name"],
+                )
+                .with_details(diff)
+            }
+        }
+        _ => FieldError::default(),
+    }
+}
+
+/// `errors` without those about `spec` or anything under it.
+fn without_spec_errors(errors: &FieldError) -> FieldError {
+    errors
+        .normalized()
+        .into_iter()
+        .filter_map(|mut e| {
+            e.paths
+                .retain(|p| p != "spec" && !p.starts_with("spec.") && !p.starts_with("spec["));
+            (!e.paths.is_empty()).then_some(e)
+        })
+        .fold(FieldError::default(), FieldError::also)
+}
+
+/// A short, line-per-change description of how `new` differs from `old`, in the spirit of
+/// `kmp.ShortDiff`: `{path}: -{old} +{new}`, with `-` or `+` alone for a field removed or added.
+/// Empty when they are equal.
+fn json_diff(old: &Value, new: &Value) -> String {
+    fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<String>) {
+        match (old, new) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                for key in keys {
+                    let sub = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(&sub, a.get(key), b.get(key), out);
+                }
+            }
+            (Some(Value::Array(a)), Some(Value::Array(b))) => {
+                for i in 0..a.len().max(b.len()) {
+                    walk(&format!("{path}[{i}]"), a.get(i), b.get(i), out);
+                }
+            }
+            (a, b) if a == b => {}
+            (Some(a), Some(b)) => out.push(format!("{{{path}}}: -{a} +{b}")),
+            (Some(a), None) => out.push(format!("{{{path}}}: -{a}")),
+            (None, Some(b)) => out.push(format!("{{{path}}}: +{b}")),
+            (None, None) => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", Some(old), Some(new), &mut out);
+    out.join("\n")
+}
+
 fn spec_of<T: Serialize>(object: &T) -> Value {
     to_json(object).get("spec").cloned().unwrap_or_default()
 }
@@ -478,6 +570,109 @@ mod tests {
             "metadata": { "name": "hello", "namespace": "default" },
             "spec": { "template": { "spec": { "containers": [{ "image": "ghcr.io/knative/helloworld-go:latest" }] } } },
         })
+    }
+
+    fn revision() -> Value {
+        json!({
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Revision",
+            "metadata": { "name": "hello-00001", "namespace": "default" },
+            "spec": { "containers": [{ "image": "ghcr.io/knative/helloworld-go:latest" }] },
+        })
+    }
+
+    /// The single error an update gets.
+    fn update_error(new: &Value, old: &Value) -> FieldError {
+        let errors = update(new, old).unwrap_err().normalized();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    fn update(new: &Value, old: &Value) -> Result<(), FieldError> {
+        let defaults = Defaults::default();
+        let context = Context {
+            old_object: Some(old),
+            ..Context::new(&defaults)
+        };
+        match check_in(new, &context) {
+            Outcome::Checked { validation, .. } => validation,
+            other => panic!("not checked: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_revision_spec_change_is_refused_as_immutable() {
+        let old = revision();
+        let mut new = old.clone();
+        new["spec"]["containers"][0]["image"] = "example.com/v2".into();
+        let error = update_error(&new, &old);
+        assert_eq!(error.paths, ["spec"]);
+        assert_eq!(error.message, "Immutable fields changed (-old +new)");
+        assert_eq!(
+            error.details,
+            r#"{containers[0].image}: -"ghcr.io/knative/helloworld-go:latest" +"example.com/v2""#
+        );
+    }
+
+    #[test]
+    fn a_revision_label_change_is_accepted() {
+        let old = revision();
+        let mut new = old.clone();
+        new["metadata"]["labels"] = json!({ "serving.knative.dev/routingState": "active" });
+        assert_eq!(update(&new, &old), Ok(()));
+    }
+
+    #[test]
+    fn a_revision_update_is_not_refused_for_a_spec_the_limits_no_longer_allow() {
+        let mut old = revision();
+        old["spec"]["timeoutSeconds"] = json!(100_000);
+        let mut new = old.clone();
+        new["metadata"]["labels"] = json!({ "app": "x" });
+        assert_eq!(update(&new, &old), Ok(()));
+        assert!(matches!(
+            check(&new, &Defaults::default()),
+            Outcome::Checked {
+                validation: Err(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_named_template_change_without_a_new_name_is_refused() {
+        let mut old = hello();
+        old["spec"]["template"]["metadata"] = json!({ "name": "hello-v1" });
+        let mut new = old.clone();
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = "example.com/v2".into();
+        let error = update_error(&new, &old);
+        assert_eq!(error.paths, ["spec.template.metadata.name"]);
+        assert_eq!(
+            error.message,
+            "Saw the following changes without a name change (-old +new)"
+        );
+        assert!(
+            error.details.contains("{spec.containers[0].image}"),
+            "{}",
+            error.details
+        );
+    }
+
+    #[test]
+    fn a_named_template_change_with_a_new_name_is_accepted() {
+        let mut old = hello();
+        old["spec"]["template"]["metadata"] = json!({ "name": "hello-v1" });
+        let mut new = old.clone();
+        new["spec"]["template"]["metadata"]["name"] = "hello-v2".into();
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = "example.com/v2".into();
+        assert_eq!(update(&new, &old), Ok(()));
+    }
+
+    #[test]
+    fn an_unnamed_template_may_change_without_a_name() {
+        let old = hello();
+        let mut new = old.clone();
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = "example.com/v2".into();
+        assert_eq!(update(&new, &old), Ok(()));
     }
 
     #[test]
