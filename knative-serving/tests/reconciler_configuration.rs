@@ -114,6 +114,7 @@ async fn a_new_configuration_creates_its_first_revision() {
             "serving.knative.dev/configuration": "hello",
             "serving.knative.dev/configurationGeneration": "1",
             "serving.knative.dev/configurationUID": "uid-hello",
+            "serving.knative.dev/routingState": "pending",
         })
     );
     assert_eq!(
@@ -196,20 +197,66 @@ async fn the_templates_labels_and_annotations_and_the_updater_as_creator_reach_t
         "labels": {"app": "hello"},
         "annotations": {"autoscaling.knative.dev/min-scale": "1"},
     });
-    let rev = make_revision(&config_from(config));
+    let now = "2026-11-28T12:00:00Z".parse().unwrap();
+    let rev = make_revision(&config_from(config), now);
     let labels = rev.metadata.labels.unwrap();
     assert_eq!(labels["app"], "hello");
     assert_eq!(labels["serving.knative.dev/configuration"], "hello");
+    assert_eq!(labels["serving.knative.dev/routingState"], "pending");
     assert_eq!(
         serde_json::to_value(rev.metadata.annotations).unwrap(),
-        json!({"autoscaling.knative.dev/min-scale": "1", "serving.knative.dev/creator": "alice"})
+        json!({
+            "autoscaling.knative.dev/min-scale": "1",
+            "serving.knative.dev/creator": "alice",
+            "serving.knative.dev/routingStateModified": "2026-11-28T12:00:00Z",
+        })
     );
+}
+
+#[tokio::test]
+async fn stale_reserve_revisions_are_garbage_collected_on_a_pass() {
+    let mut config = configuration("hello", 3);
+    config["status"] = json!({ "latestCreatedRevisionName": "hello-00003", "latestReadyRevisionName": "hello-00003" });
+    let api = RecordingApi::new();
+    api.seed(&config_from(config));
+    let created = |n: u32| format!("2020-01-0{n}T00:00:00Z");
+    for (n, state) in [(1, "reserve"), (2, "reserve"), (3, "active")] {
+        api.seed(&serde_json::from_value::<Revision>(json!({
+            "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+            "metadata": {
+                "name": format!("hello-0000{n}"), "namespace": NS, "uid": format!("uid-{n}"),
+                "creationTimestamp": created(n),
+                "labels": {
+                    "serving.knative.dev/configuration": "hello",
+                    "serving.knative.dev/configurationGeneration": n.to_string(),
+                    "serving.knative.dev/routingState": state,
+                },
+                "annotations": { "serving.knative.dev/routingStateModified": created(n) },
+                "ownerReferences": [{"apiVersion": "serving.knative.dev/v1", "kind": "Configuration",
+                    "name": "hello", "uid": "uid-hello", "controller": true}],
+            },
+            "spec": { "containers": [{ "image": "example.com/hello" }] },
+            "status": { "conditions": [{ "type": "Ready", "status": "True" }] },
+        })).unwrap());
+    }
+    // Keep one non-active Revision; the other is years old and long inactive.
+    let mut config = knative_core::config::Config::default();
+    config.gc.min_non_active_revisions = 1;
+    let driver = Driver::new(api.client(), ConfigurationReconciler::new())
+        .with_config(knative_core::config::ConfigStore::from_static(config));
+    reconcile(&api, &driver, "hello").await.unwrap();
+
+    let deletes: Vec<Option<String>> = api.deletes().into_iter().map(|d| d.name).collect();
+    assert_eq!(deletes, [Some("hello-00001".to_owned())]);
 }
 
 #[tokio::test]
 async fn a_very_long_configuration_name_makes_a_hashed_revision_name() {
     let name = "a".repeat(60);
-    let rev = make_revision(&config_from(configuration(&name, 1)));
+    let rev = make_revision(
+        &config_from(configuration(&name, 1)),
+        k8s_openapi::jiff::Timestamp::now(),
+    );
     let rev_name = rev.metadata.name.unwrap();
     assert_eq!(rev_name.len(), 63);
     assert!(rev_name.starts_with(&"a".repeat(25)));
@@ -475,7 +522,10 @@ fn the_revision_a_configuration_stamps_passes_revision_validation() {
         "spec": {"template": {"spec": {"containers": [{"image": "ghcr.io/knative/helloworld-go:latest"}]}}}
     }))
     .unwrap();
-    let revision = knative_serving::reconciler::configuration::make_revision(&config);
+    let revision = knative_serving::reconciler::configuration::make_revision(
+        &config,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
     assert!(
         revision
             .metadata

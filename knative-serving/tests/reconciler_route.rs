@@ -820,3 +820,67 @@ async fn a_failure_to_create_the_ingress_is_reported_and_retried() {
     let reasons: Vec<String> = api.events().into_iter().map(|e| e.reason).collect();
     assert_eq!(reasons, ["Created", "CreationFailed", "InternalError"]);
 }
+
+fn routes_and_state(api: &RecordingApi, revision: &str) -> (Option<String>, Option<String>) {
+    let rev = api.get::<Revision>(NS, revision).expect("revision");
+    (
+        rev.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("serving.knative.dev/routes")
+            .cloned(),
+        rev.metadata
+            .labels
+            .unwrap_or_default()
+            .get("serving.knative.dev/routingState")
+            .cloned(),
+    )
+}
+
+#[tokio::test]
+async fn the_labeler_marks_the_revisions_and_configuration_a_route_uses_as_active() {
+    let (api, driver) = setup(route(json!([to_config(100)])), example_com());
+    seed_ready_configuration(&api);
+    reconcile(&api, &driver).await.unwrap();
+
+    assert_eq!(
+        routes_and_state(&api, "c-00002"),
+        (Some("r".to_owned()), Some("active".to_owned()))
+    );
+    // c-00001 is neither routed nor was it ever: the labeler leaves it alone.
+    assert_eq!(routes_and_state(&api, "c-00001"), (None, None));
+    let config = api.get::<Configuration>(NS, "c").unwrap();
+    assert_eq!(
+        config.metadata.annotations.unwrap_or_default()["serving.knative.dev/routes"],
+        "r"
+    );
+}
+
+#[tokio::test]
+async fn a_revision_the_route_no_longer_uses_is_reserved() {
+    let (api, driver) = setup(
+        route(json!([{"revisionName": "c-00001", "percent": 100}])),
+        example_com(),
+    );
+    seed_ready_configuration(&api);
+    reconcile(&api, &driver).await.unwrap();
+    assert_eq!(
+        routes_and_state(&api, "c-00001"),
+        (Some("r".to_owned()), Some("active".to_owned()))
+    );
+
+    let mut moved = stored(&api);
+    moved.spec.traffic =
+        serde_json::from_value(json!([{"revisionName": "c-00002", "percent": 100}])).unwrap();
+    api.seed(&moved);
+    reconcile(&api, &driver).await.unwrap();
+
+    assert_eq!(
+        routes_and_state(&api, "c-00001"),
+        (None, Some("reserve".to_owned()))
+    );
+    assert_eq!(
+        routes_and_state(&api, "c-00002"),
+        (Some("r".to_owned()), Some("active".to_owned()))
+    );
+}

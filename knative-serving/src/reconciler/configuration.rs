@@ -33,6 +33,7 @@ pub(crate) mod owner;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::{CONDITION_READY, ConditionStatus, KnativeObject};
 use knative_core::reconciler::{Context, ReconcileError, Reconciler};
 use kube::api::{ListParams, PostParams};
@@ -44,9 +45,12 @@ use kube::{Api, Client, ResourceExt};
 use self::owner::{controller_ref, is_controlled_by};
 use crate::apis::serving::{
     CONFIGURATION_GENERATION_LABEL_KEY, CONFIGURATION_LABEL_KEY, CREATOR_ANNOTATION,
-    SERVICE_LABEL_KEY, UPDATER_ANNOTATION,
+    ROUTING_STATE_LABEL_KEY, ROUTING_STATE_MODIFIED_ANNOTATION_KEY, SERVICE_LABEL_KEY,
+    UPDATER_ANNOTATION,
 };
 use crate::apis::{Configuration, Revision};
+use crate::reconciler::gc;
+use crate::reconciler::labeler::routing_state_modified;
 
 /// Label on a Revision: the UID of the Configuration that created it (Knative's
 /// `serving.knative.dev/configurationUID`).
@@ -144,7 +148,14 @@ impl Reconciler<Configuration> for ConfigurationReconciler {
             }
         }
 
-        find_and_set_latest_ready(config, ctx, &revisions, &latest_created, byo_name).await
+        find_and_set_latest_ready(config, ctx, &revisions, &latest_created, byo_name).await?;
+
+        // Knative runs this as a controller of its own on Configurations; here it is the last
+        // step of every pass. A failure to collect never fails the Configuration.
+        if let Err(err) = gc::collect(ctx.client(), &ctx.config().gc, config, ctx.now()).await {
+            tracing::warn!(error = %err, "revision garbage collection failed");
+        }
+        Ok(())
     }
 }
 
@@ -204,7 +215,7 @@ async fn create_revision(
     revisions: &Api<Revision>,
     ctx: &Context,
 ) -> Result<Result<Revision, String>, ReconcileError> {
-    let desired = make_revision(config);
+    let desired = make_revision(config, ctx.now());
     let name = desired.name_any();
     match revisions.create(&PostParams::default(), &desired).await {
         Ok(created) => {
@@ -242,9 +253,9 @@ async fn create_revision(
     }
 }
 
-/// The Revision the Configuration's current generation stamps out (Knative's
-/// `resources.MakeRevision`, without the routing-state label and annotation).
-pub fn make_revision(config: &Configuration) -> Revision {
+/// The Revision the Configuration's current generation stamps out at `now` (Knative's
+/// `resources.MakeRevision`): routing state `pending` until the labeler sees a Route use it.
+pub fn make_revision(config: &Configuration, now: Timestamp) -> Revision {
     let template = &config.spec.template;
     let mut metadata = template.metadata.clone();
     let name = byo_name(config).map_or_else(
@@ -277,12 +288,16 @@ pub fn make_revision(config: &Configuration) -> Revision {
         labels.insert(SERVICE_LABEL_KEY.to_owned(), service.clone());
     }
 
+    labels.insert(ROUTING_STATE_LABEL_KEY.to_owned(), "pending".to_owned());
+
+    let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
     if let Some(updater) = config.annotations().get(UPDATER_ANNOTATION) {
-        metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(CREATOR_ANNOTATION.to_owned(), updater.clone());
+        annotations.insert(CREATOR_ANNOTATION.to_owned(), updater.clone());
     }
+    annotations.insert(
+        ROUTING_STATE_MODIFIED_ANNOTATION_KEY.to_owned(),
+        routing_state_modified(now),
+    );
     metadata
         .owner_references
         .get_or_insert_with(Vec::new)

@@ -3,6 +3,8 @@
 
 pub mod autoscaling;
 pub mod configuration;
+pub mod gc;
+pub mod labeler;
 pub mod revision;
 pub mod route;
 pub mod service;

@@ -16,7 +16,9 @@
 //!    not control: `IngressReady` False, `NotOwned`) and deletes those of removed tags;
 //! 5. creates or updates the Ingress ([`resources::make_ingress`]) and mirrors its `Ready`
 //!    into `IngressReady` once the Ingress has observed its generation;
-//! 6. points the Kubernetes Services at the Ingress' load balancer once it has one.
+//! 6. points the Kubernetes Services at the Ingress' load balancer once it has one;
+//! 7. labels the Revisions and Configurations it uses ([`crate::reconciler::labeler`]); its
+//!    finalizer takes those labels off again when the Route is deleted.
 //!
 //! Children are written only when they differ from what is wanted.
 //!
@@ -58,6 +60,7 @@ use crate::apis::serving::v1::{
 };
 use crate::apis::{Configuration, Ingress, Revision, Route, TrafficTarget};
 use crate::reconciler::configuration::owner::is_controlled_by;
+use crate::reconciler::labeler;
 use crate::traffic::{self, DomainError, Snapshot, TargetKind, Visibility};
 
 /// `CertificateProvisioned`'s message when external-domain TLS is off.
@@ -174,6 +177,32 @@ impl RouteReconciler {
 #[async_trait]
 impl Reconciler<Route> for RouteReconciler {
     async fn reconcile_kind(&self, route: &mut Route, ctx: &Context) -> Result<(), ReconcileError> {
+        self.reconcile_route(route, ctx).await?;
+        // Knative's labeler: mark what this Route uses (after the status traffic is known).
+        labeler::sync(ctx.client(), route, ctx.now()).await?;
+        Ok(())
+    }
+
+    async fn finalize_kind(&self, route: &mut Route, ctx: &Context) -> Result<(), ReconcileError> {
+        let namespace = route.namespace().unwrap_or_default();
+        self.tracker.forget(&namespace, &route.name_any());
+        labeler::clear(ctx.client(), &namespace, &route.name_any(), ctx.now()).await?;
+        Ok(())
+    }
+
+    /// The finalizer lets the labeler take the Route's name off its Revisions and
+    /// Configurations when it is deleted, so that they can be garbage-collected.
+    fn uses_finalizer(&self) -> bool {
+        true
+    }
+}
+
+impl RouteReconciler {
+    async fn reconcile_route(
+        &self,
+        route: &mut Route,
+        ctx: &Context,
+    ) -> Result<(), ReconcileError> {
         let config = ctx.config();
         let namespace = route.namespace().unwrap_or_default();
         let client = ctx.client();
