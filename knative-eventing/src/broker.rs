@@ -1,1 +1,414 @@
-//! Work in progress.
+//! The Broker data plane: ingress and filter in one in-memory component.
+//!
+//! - Ingress ([`Broker::handle`] over HTTP, [`Broker::publish`] in process) accepts CloudEvents
+//!   in binary or structured mode and answers 202; a request that is not a valid event gets 400
+//!   with the reason. It guards against loops with the `knativebrokerttl` extension: an event
+//!   without one starts at [`DEFAULT_TTL`]; a malformed one is refused.
+//! - The filter matches every event against each Trigger's compiled [`Filter`] and delivers it to
+//!   the subscriber of each matching Trigger through the [`Dispatcher`] (retries, dead-letter
+//!   sink). The TTL is removed from what subscribers see; a reply event comes back to the
+//!   ingress with the TTL decremented, and is dropped (and counted) when it reaches 0.
+//!
+//! Every accepted event ends counted in [`DeliveryStats`]: delivered, dead-lettered, failed or
+//! dropped. Deliveries in flight are bounded ([`BrokerConfig::max_in_flight`]): when the bound is
+//! reached, ingress waits before answering, which pushes back on senders instead of buffering
+//! without limit.
+//!
+//! ```no_run
+//! use knative_eventing::broker::{Broker, BrokerConfig, TriggerRoute};
+//! use knative_eventing::delivery::DeliveryPolicy;
+//! use knative_eventing::filter::Filter;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let broker = Broker::new(BrokerConfig::default());
+//! broker.set_triggers(vec![TriggerRoute {
+//!     name: "orders".into(),
+//!     filter: Filter::exact("type", "com.example.order.created"),
+//!     subscriber: "http://127.0.0.1:8081/".parse().unwrap(),
+//!     delivery: DeliveryPolicy::default(),
+//! }]);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! broker.serve(listener, std::future::pending()).await
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cloudevents::Event;
+use cloudevents::event::ExtensionValue;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::sync::{Semaphore, watch};
+
+use crate::apis::eventing::trigger::Trigger;
+use crate::delivery::codec::{self, DecodeError};
+use crate::delivery::{DeliveryPolicy, DeliveryStats, Dispatcher, Outcome, PolicyError, server};
+use crate::filter::{Filter, FilterError};
+
+/// The extension that carries an event's remaining hops through brokers.
+pub const TTL_EXTENSION: &str = "knativebrokerttl";
+/// The TTL an event gets when it enters a broker without one, as in Knative.
+pub const DEFAULT_TTL: i64 = 255;
+
+/// Tuning of a [`Broker`].
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The TTL of events that arrive without one.
+    pub default_ttl: i64,
+    /// The most deliveries in flight at once (each retrying delivery holds one).
+    pub max_in_flight: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            default_ttl: DEFAULT_TTL,
+            max_in_flight: 10_000,
+        }
+    }
+}
+
+/// One Trigger as the filter runs it.
+#[derive(Debug, Clone)]
+pub struct TriggerRoute {
+    /// The Trigger's name (for logs).
+    pub name: String,
+    /// Which events it wants.
+    pub filter: Filter,
+    /// Where they go.
+    pub subscriber: Uri,
+    /// How they are delivered.
+    pub delivery: DeliveryPolicy,
+}
+
+/// Why a Trigger cannot be routed yet.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// Its subscriber has not been resolved to a URI.
+    #[error("trigger {0}: the subscriber has no resolved URI (status.subscriberUri)")]
+    Unresolved(String),
+    /// A URI is not valid.
+    #[error("trigger {trigger}: invalid URI {uri}")]
+    InvalidUri {
+        /// The Trigger.
+        trigger: String,
+        /// The URI.
+        uri: String,
+    },
+    /// Its filters do not compile.
+    #[error("trigger {0}: {1}")]
+    Filter(String, FilterError),
+    /// Its delivery spec is invalid.
+    #[error("trigger {0}: spec.delivery: {1}")]
+    Delivery(String, PolicyError),
+}
+
+impl TriggerRoute {
+    /// Builds the route of a Trigger: subscriber from `status.subscriberUri` (or a plain
+    /// `spec.subscriber.uri`), dead-letter sink from `status.deadLetterSinkUri` (or a plain
+    /// `spec.delivery.deadLetterSink.uri`), filters compiled.
+    pub fn from_trigger(trigger: &Trigger) -> Result<Self, RouteError> {
+        let name = trigger.metadata.name.clone().unwrap_or_default();
+        let status = trigger.status.as_ref();
+        let subscriber = status
+            .and_then(|s| s.subscriber_uri.clone())
+            .or_else(|| trigger.spec.subscriber.uri.clone())
+            .ok_or_else(|| RouteError::Unresolved(name.clone()))?;
+        let parse = |uri: &str| {
+            uri.parse::<Uri>().map_err(|_| RouteError::InvalidUri {
+                trigger: name.clone(),
+                uri: uri.to_owned(),
+            })
+        };
+        let subscriber = parse(&subscriber)?;
+        let filter = Filter::compile(trigger.spec.filter.as_ref(), &trigger.spec.filters)
+            .map_err(|e| RouteError::Filter(name.clone(), e))?;
+        let delivery = match &trigger.spec.delivery {
+            None => DeliveryPolicy::default(),
+            Some(spec) => {
+                let sink = status
+                    .and_then(|s| s.delivery.dead_letter_sink_uri.clone())
+                    .or_else(|| spec.dead_letter_sink.as_ref().and_then(|d| d.uri.clone()))
+                    .map(|uri| parse(&uri))
+                    .transpose()?;
+                DeliveryPolicy::from_spec(spec, sink)
+                    .map_err(|e| RouteError::Delivery(name.clone(), e))?
+            }
+        };
+        Ok(TriggerRoute {
+            name,
+            filter,
+            subscriber,
+            delivery,
+        })
+    }
+}
+
+/// Why ingress refused an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngressError {
+    /// The request is not a valid CloudEvent.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The TTL extension is not an integer.
+    #[error("malformed CloudEvent: extension {TTL_EXTENSION} must be an integer, got {0:?}")]
+    BadTtl(String),
+}
+
+/// What ingress did with an accepted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Handed to this many matching Triggers.
+    Routed(usize),
+    /// Its TTL was exhausted: dropped (and counted).
+    Dropped,
+}
+
+/// A Broker's data plane. Cheap to clone; clones share triggers, connections and counters.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: BrokerConfig,
+    triggers: watch::Sender<Arc<Vec<TriggerRoute>>>,
+    dispatcher: Dispatcher,
+    in_flight: Arc<Semaphore>,
+    stats: DeliveryStats,
+}
+
+impl Broker {
+    /// A broker with no Triggers.
+    pub fn new(config: BrokerConfig) -> Self {
+        Self::with_dispatcher(config, Dispatcher::new())
+    }
+
+    /// A broker that delivers through `dispatcher`.
+    pub fn with_dispatcher(config: BrokerConfig, dispatcher: Dispatcher) -> Self {
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+        Broker {
+            inner: Arc::new(Inner {
+                config,
+                triggers: watch::Sender::new(Arc::new(Vec::new())),
+                dispatcher,
+                in_flight,
+                stats: DeliveryStats::default(),
+            }),
+        }
+    }
+
+    /// Replaces the Triggers; events already being delivered finish with the old ones.
+    pub fn set_triggers(&self, triggers: Vec<TriggerRoute>) {
+        self.inner.triggers.send_replace(Arc::new(triggers));
+    }
+
+    /// What happened to the events so far.
+    pub fn stats(&self) -> &DeliveryStats {
+        &self.inner.stats
+    }
+
+    /// Accepts an event: checks its TTL and hands it to every matching Trigger. Returns once the
+    /// deliveries are scheduled (waiting while [`BrokerConfig::max_in_flight`] are running).
+    pub async fn publish(&self, mut event: Event) -> Result<Accepted, IngressError> {
+        let ttl = match event.extension(TTL_EXTENSION) {
+            None => self.inner.config.default_ttl,
+            Some(value) => {
+                parse_ttl(value).ok_or_else(|| IngressError::BadTtl(value.to_string()))?
+            }
+        };
+        self.inner.stats.accepted();
+        if ttl <= 0 {
+            tracing::info!(id = %cloudevents::AttributesReader::id(&event), "dropping an event whose {TTL_EXTENSION} is exhausted");
+            self.inner.stats.dropped();
+            return Ok(Accepted::Dropped);
+        }
+        // Subscribers do not see the broker's bookkeeping; a reply gets it back, decremented.
+        event.remove_extension(TTL_EXTENSION);
+        let triggers = self.inner.triggers.borrow().clone();
+        let matching: Vec<usize> = (0..triggers.len())
+            .filter(|&i| triggers[i].filter.matches(&event))
+            .collect();
+        let event = Arc::new(event);
+        for &index in &matching {
+            let permit = self
+                .inner
+                .in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the broker never closes its semaphore");
+            let broker = self.clone();
+            let triggers = triggers.clone();
+            let event = event.clone();
+            tokio::spawn(async move {
+                let trigger = &triggers[index];
+                let outcome = broker
+                    .inner
+                    .dispatcher
+                    .deliver(&event, &trigger.subscriber, &trigger.delivery)
+                    .await;
+                drop(permit);
+                broker.finish(trigger, ttl, outcome).await;
+            });
+        }
+        Ok(Accepted::Routed(matching.len()))
+    }
+
+    /// The HTTP ingress: `POST` a CloudEvent, get 202 (or 400 with the reason).
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.method() != Method::POST {
+            return server::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only POST is supported: send a CloudEvent",
+            );
+        }
+        let (parts, body) = request.into_parts();
+        let body = match server::read_body(body).await {
+            Ok(body) => body,
+            Err(response) => {
+                self.inner.stats.rejected();
+                return response;
+            }
+        };
+        let result = match codec::decode(&parts.headers, body) {
+            Ok(event) => self.publish(event).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(_) => server::text(StatusCode::ACCEPTED, ""),
+            Err(e) => {
+                self.inner.stats.rejected();
+                server::text(StatusCode::BAD_REQUEST, e.to_string())
+            }
+        }
+    }
+
+    /// Serves the HTTP ingress on `listener` until `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let broker = self.clone();
+        server::serve(
+            listener,
+            move |request| {
+                let broker = broker.clone();
+                async move { broker.handle(request).await }
+            },
+            shutdown,
+        )
+        .await
+    }
+
+    /// `publish` → deliver → `finish` → `publish` is recursive: a named, boxed future type breaks
+    /// the cycle the compiler would otherwise follow to prove it `Send`.
+    fn publish_reply(
+        &self,
+        reply: Event,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Accepted, IngressError>> + Send>> {
+        let broker = self.clone();
+        Box::pin(async move { broker.publish(reply).await })
+    }
+
+    async fn finish(&self, trigger: &TriggerRoute, ttl: i64, outcome: Outcome) {
+        self.inner.stats.record(&outcome);
+        match outcome {
+            Outcome::Delivered {
+                reply: Some(mut reply),
+                ..
+            } => {
+                reply.set_extension(TTL_EXTENSION, ttl - 1);
+                let reply = *reply;
+                if let Err(e) = self.publish_reply(reply).await {
+                    tracing::warn!(trigger = %trigger.name, error = %e, "refusing a reply event");
+                    self.inner.stats.rejected();
+                }
+            }
+            Outcome::Delivered { reply: None, .. } => {}
+            Outcome::DeadLettered { failure, attempts } => {
+                tracing::warn!(trigger = %trigger.name, %failure, attempts, "event dead-lettered");
+            }
+            Outcome::Failed {
+                failure,
+                dead_letter,
+                attempts,
+            } => {
+                tracing::error!(
+                    trigger = %trigger.name,
+                    %failure,
+                    dead_letter = ?dead_letter.map(|f| f.to_string()),
+                    attempts,
+                    "event could not be delivered"
+                );
+            }
+        }
+    }
+}
+
+fn parse_ttl(value: &ExtensionValue) -> Option<i64> {
+    match value {
+        ExtensionValue::Integer(i) => Some(*i),
+        ExtensionValue::String(s) => s.trim().parse().ok(),
+        ExtensionValue::Boolean(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger(json: serde_json::Value) -> Trigger {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_route_uses_the_resolved_subscriber_and_dead_letter_sink() {
+        let t = trigger(serde_json::json!({
+            "apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+            "metadata": {"name": "t"},
+            "spec": {
+                "broker": "default",
+                "filter": {"attributes": {"type": "a"}},
+                "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "svc"}},
+                "delivery": {"retry": 3, "deadLetterSink": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "dls"}}}
+            },
+            "status": {"subscriberUri": "http://svc.default.svc.cluster.local/",
+                       "deadLetterSinkUri": "http://dls.default.svc.cluster.local/"}
+        }));
+        let route = TriggerRoute::from_trigger(&t).unwrap();
+        assert_eq!(route.subscriber, "http://svc.default.svc.cluster.local/");
+        assert_eq!(route.filter, Filter::all([Filter::exact("type", "a")]));
+        assert_eq!(route.delivery.retry.retry, 3);
+        assert_eq!(
+            route.delivery.dead_letter_sink.unwrap(),
+            "http://dls.default.svc.cluster.local/"
+        );
+    }
+
+    #[test]
+    fn an_unresolved_subscriber_is_reported() {
+        let t = trigger(serde_json::json!({
+            "apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+            "metadata": {"name": "t"},
+            "spec": {"broker": "default",
+                     "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "svc"}}}
+        }));
+        assert!(matches!(
+            TriggerRoute::from_trigger(&t),
+            Err(RouteError::Unresolved(name)) if name == "t"
+        ));
+    }
+
+    #[test]
+    fn ttl_parses_from_strings_and_integers() {
+        assert_eq!(parse_ttl(&ExtensionValue::String("12".into())), Some(12));
+        assert_eq!(parse_ttl(&ExtensionValue::Integer(3)), Some(3));
+        assert_eq!(parse_ttl(&ExtensionValue::String("many".into())), None);
+    }
+}

@@ -80,7 +80,7 @@ pub enum Outcome {
     /// The destination accepted the event (2xx), maybe answering with a reply event.
     Delivered {
         /// The reply event, when the response carried one.
-        reply: Option<Event>,
+        reply: Option<Box<Event>>,
         /// Attempts made (1 = first try).
         attempts: u32,
     },
@@ -175,7 +175,7 @@ impl Dispatcher {
             Ok(response) => {
                 let reply = if codec::carries_event(&response.headers) {
                     match codec::decode(&response.headers, response.body) {
-                        Ok(reply) => Some(reply),
+                        Ok(reply) => Some(Box::new(reply)),
                         Err(e) => {
                             tracing::warn!(%destination, error = %e, "ignoring a malformed reply event");
                             None

@@ -9,6 +9,7 @@
 //! - [`codec`]: CloudEvents over HTTP in binary and structured mode (the `cloudevents-sdk`
 //!   crate's HTTP binding) with clear reasons for malformed events.
 //! - [`server`]: the small hyper 1 server the broker and channels listen with.
+//! - [`recorder`]: a sink that records (and can fail or reply to) what it receives.
 //!
 //! ```
 //! use std::time::Duration;
@@ -26,11 +27,14 @@
 
 pub mod codec;
 mod dispatcher;
+pub mod recorder;
 mod retry;
 pub mod server;
+mod stats;
 
 pub use codec::ContentMode;
 pub use dispatcher::{
     DeliveryPolicy, Dispatcher, Failure, MAX_ERROR_DATA, Outcome, dead_letter_event,
 };
 pub use retry::{Backoff, PolicyError, RetryPolicy, parse_retry_after};
+pub use stats::{DeliveryStats, StatsSnapshot};
