@@ -5,6 +5,7 @@
 //! knative validate -f FILE           validate Knative objects offline, with field-path errors
 //! knative autoscaler simulate ...    replay a metrics trace through the KPA and print its decisions
 //! knative controller                 run the Serving reconcilers against the cluster of $KUBECONFIG
+//! knative webhook                    serve (and register) the validating and defaulting webhooks
 //! ```
 
 mod activator;
@@ -16,6 +17,7 @@ mod eventing;
 mod gateway;
 mod queue_proxy;
 mod validate;
+mod webhook;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +47,8 @@ enum Command {
     Gateway(gateway::Args),
     /// Build: run a Build's steps.
     Build(build::Args),
+    /// The validating and defaulting admission webhooks of the Serving kinds.
+    Webhook(webhook::Args),
     /// Eventing data planes: broker, channel dispatchers and source adapters.
     Eventing(eventing::Args),
 }
@@ -63,5 +67,6 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Gateway(args) => gateway::run(args),
         Command::Build(args) => build::run(args),
         Command::Eventing(args) => eventing::run(args),
+        Command::Webhook(args) => webhook::run(args),
     }
 }
