@@ -332,10 +332,8 @@ fn default(rt: &ResourceType, object: &mut Value, now: &str) {
                 object["status"]["phase"] = json!("Active");
             }
         }
-        ("", "Pod") => {
-            if object["status"]["phase"].is_null() {
-                object["status"]["phase"] = json!("Pending");
-            }
+        ("", "Pod") if object["status"]["phase"].is_null() => {
+            object["status"]["phase"] = json!("Pending");
         }
         ("", "Secret") => {
             if object["type"].is_null() {
@@ -369,10 +367,8 @@ fn default(rt: &ResourceType, object: &mut Value, now: &str) {
                 }
             }
         }
-        ("apps", "Deployment") => {
-            if object["spec"]["replicas"].is_null() {
-                object["spec"]["replicas"] = json!(1);
-            }
+        ("apps", "Deployment") if object["spec"]["replicas"].is_null() => {
+            object["spec"]["replicas"] = json!(1);
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             let storage: Vec<Value> = object["spec"]["versions"]

@@ -176,6 +176,91 @@ impl Registry {
         }))
     }
 
+    /// `/openapi/v3`: one document per group-version.
+    pub(crate) fn openapi_root(&self) -> Value {
+        let mut paths = serde_json::Map::new();
+        let mut add = |path: String| {
+            let url = format!("/openapi/v3/{path}");
+            paths.insert(path, json!({ "serverRelativeURL": url }));
+        };
+        add("api/v1".to_string());
+        for (group, versions) in self.groups() {
+            for version in versions {
+                add(format!("apis/{group}/{version}"));
+            }
+        }
+        json!({ "paths": paths })
+    }
+
+    /// `/openapi/v3/<api/v1|apis/group/version>`: the operations of each kind, with the query
+    /// parameters kubectl looks for (`fieldValidation`) but no schemas: objects are not
+    /// validated against a schema.
+    pub(crate) fn openapi_group_version(&self, group: &str, version: &str) -> Option<Value> {
+        let mut paths = serde_json::Map::new();
+        for t in self
+            .types
+            .values()
+            .filter(|t| t.group == group && t.versions.iter().any(|v| v == version))
+        {
+            let prefix = if group.is_empty() {
+                format!("/api/{version}")
+            } else {
+                format!("/apis/{group}/{version}")
+            };
+            let scope = if t.namespaced {
+                "/namespaces/{namespace}"
+            } else {
+                ""
+            };
+            let gvk = json!({"group": group, "version": version, "kind": t.kind});
+            let operation = |action: &str, content: &[&str]| {
+                let content: serde_json::Map<String, Value> = content
+                    .iter()
+                    .map(|c| (c.to_string(), json!({"schema": {"type": "object"}})))
+                    .collect();
+                json!({
+                    "x-kubernetes-action": action,
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [
+                        {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+                        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
+                        {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "requestBody": {"content": content},
+                    "responses": {"200": {"description": "OK"}},
+                })
+            };
+            let mut patch_types = vec![
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+            ];
+            if !t.custom {
+                patch_types.push("application/strategic-merge-patch+json");
+            }
+            paths.insert(
+                format!("{prefix}{scope}/{}/{{name}}", t.plural),
+                json!({
+                    "put": operation("put", &["application/json"]),
+                    "patch": operation("patch", &patch_types),
+                }),
+            );
+            paths.insert(
+                format!("{prefix}{scope}/{}", t.plural),
+                json!({ "post": operation("post", &["application/json"]) }),
+            );
+        }
+        if paths.is_empty() {
+            return None;
+        }
+        Some(json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.30.0"},
+            "paths": paths,
+            "components": {"schemas": {}},
+        }))
+    }
+
     /// Named groups (not core) with their versions, preferred first.
     fn groups(&self) -> Vec<(String, Vec<String>)> {
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();

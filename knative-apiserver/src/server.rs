@@ -72,6 +72,15 @@ impl Server {
         match segments.as_slice() {
             ["version"] => Ok(document(StatusCode::OK, &version())),
             ["healthz" | "readyz" | "livez"] => Ok(Response::new(full(Bytes::from_static(b"ok")))),
+            ["openapi", "v3"] => Ok(document(StatusCode::OK, &registry.openapi_root())),
+            ["openapi", "v3", "api", version] => registry
+                .openapi_group_version("", version)
+                .map(|d| document(StatusCode::OK, &d))
+                .ok_or_else(|| ApiError::no_route(&call.path)),
+            ["openapi", "v3", "apis", group, version] => registry
+                .openapi_group_version(group, version)
+                .map(|d| document(StatusCode::OK, &d))
+                .ok_or_else(|| ApiError::no_route(&call.path)),
             ["api"] => Ok(document(
                 StatusCode::OK,
                 &registry.core_versions(&self.addr.to_string()),

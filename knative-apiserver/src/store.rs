@@ -218,6 +218,7 @@ impl Store {
         (items, inner.rv)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn update(
         &self,
         type_key: &str,
@@ -663,17 +664,16 @@ impl Inner {
         if namespace["metadata"].get("deletionTimestamp").is_some()
             && empty
             && object::finalizers(&namespace).is_empty()
-        {
-            if let Err(e) = self.write(
+            && let Err(e) = self.write(
                 tx,
                 "/namespaces",
                 &key,
                 ChangeKind::Deleted,
                 namespace.clone(),
                 Some(namespace),
-            ) {
-                tracing::warn!(namespace = %name, error = %e, "cannot remove a terminated namespace");
-            }
+            )
+        {
+            tracing::warn!(namespace = %name, error = %e, "cannot remove a terminated namespace");
         }
     }
 
@@ -709,28 +709,28 @@ impl Inner {
             if !ns.is_empty() {
                 self.finish_namespace(tx, &ns);
             }
-            if removed["kind"] == "CustomResourceDefinition" {
-                if let Ok(rt) = resources::from_crd(&removed) {
-                    let instances: Vec<Value> = self
-                        .objects
-                        .get(&rt.key())
-                        .map(|o| o.values().cloned().collect())
-                        .unwrap_or_default();
-                    for instance in instances {
-                        let key = obj_key(&instance);
-                        if let Err(e) = self.write(
-                            tx,
-                            &rt.key(),
-                            &key,
-                            ChangeKind::Deleted,
-                            instance.clone(),
-                            Some(instance),
-                        ) {
-                            tracing::warn!(error = %e, "cannot delete a custom resource of a deleted CRD");
-                        }
+            if removed["kind"] == "CustomResourceDefinition"
+                && let Ok(rt) = resources::from_crd(&removed)
+            {
+                let instances: Vec<Value> = self
+                    .objects
+                    .get(&rt.key())
+                    .map(|o| o.values().cloned().collect())
+                    .unwrap_or_default();
+                for instance in instances {
+                    let key = obj_key(&instance);
+                    if let Err(e) = self.write(
+                        tx,
+                        &rt.key(),
+                        &key,
+                        ChangeKind::Deleted,
+                        instance.clone(),
+                        Some(instance),
+                    ) {
+                        tracing::warn!(error = %e, "cannot delete a custom resource of a deleted CRD");
                     }
-                    self.registry.set_custom(&rt.key(), None);
                 }
+                self.registry.set_custom(&rt.key(), None);
             }
         }
     }
