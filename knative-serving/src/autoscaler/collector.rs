@@ -21,10 +21,10 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
@@ -397,16 +397,25 @@ impl HttpScraper {
             return Ok(None);
         }
         let wanted = population_mean_sample_size(usize::try_from(targets.ready_pods).unwrap_or(0));
-        let mut results = futures::stream::iter(&targets.ips)
-            .map(|ip| self.scrape_pod(ip))
-            .buffered(wanted);
+        // Knative's workers: `wanted` of them take the next pod in turn until one answers.
+        let next = AtomicUsize::new(0);
+        let worker = || async {
+            let mut last_error = None;
+            while let Some(ip) = targets.ips.get(next.fetch_add(1, Ordering::Relaxed)) {
+                match self.scrape_pod(ip).await {
+                    Ok(stat) => return Ok(Stat::from(&stat)),
+                    Err(err) => last_error = Some(err),
+                }
+            }
+            Err(last_error)
+        };
+        let results = futures::future::join_all((0..wanted).map(|_| worker())).await;
         let mut stats = Vec::with_capacity(wanted);
         let mut last_error = None;
-        while stats.len() < wanted {
-            match results.next().await {
-                Some(Ok(stat)) => stats.push(Stat::from(&stat)),
-                Some(Err(err)) => last_error = Some(err),
-                None => break,
+        for result in results {
+            match result {
+                Ok(stat) => stats.push(stat),
+                Err(err) => last_error = last_error.or(err),
             }
         }
         match (stats.len(), last_error) {
