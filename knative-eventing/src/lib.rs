@@ -26,6 +26,7 @@ pub mod channel;
 pub mod delivery;
 pub mod filter;
 pub mod reconciler;
+pub mod resolver;
 pub mod sources;
 
 use std::collections::BTreeMap;
