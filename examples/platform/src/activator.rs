@@ -1,10 +1,121 @@
-//! `knative activator` (work in progress).
+//! `knative activator`: buffers requests for revisions with no ready backend and throttles them
+//! to capacity, with backends from the cluster's Endpoints or from `--revision` flags.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use knative_serving::autoscaler::wire::WireStatMessages;
+use knative_serving::dataplane::activator::stats::{HttpStatSink, StatSink};
+use knative_serving::dataplane::activator::{Activator, ActivatorConfig, StaticRevision, cluster};
 
 /// Arguments of `knative activator`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Where to serve HTTP/1.1 and h2c.
+    #[arg(long, default_value = "0.0.0.0:8012")]
+    listen: SocketAddr,
+    /// A revision with a static backend list, `namespace/name[@containerConcurrency]=host:port,...`
+    /// (the list may be empty: requests wait). Repeatable. With any, the activator runs without
+    /// a cluster; without, it watches Revisions and private Endpoints of `$KUBECONFIG`'s cluster.
+    #[arg(long = "revision", value_name = "REVISION")]
+    revisions: Vec<StaticRevision>,
+    /// Watch only this namespace (cluster mode; default: all namespaces).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// The autoscaler's base URL; stats are POSTed to its `/stats` path. Without it, stats are
+    /// logged at debug level only.
+    #[arg(long, env = "AUTOSCALER_URL")]
+    autoscaler_url: Option<String>,
+    /// The name stats are reported under.
+    #[arg(long, env = "POD_NAME", default_value = "activator")]
+    pod_name: String,
+    /// Requests that may wait per revision; more get 503 at once.
+    #[arg(long, default_value_t = 10_000)]
+    queue_depth: usize,
+    /// Seconds a request waits for a backend before it gets 503.
+    #[arg(long, default_value_t = 60.0)]
+    queue_timeout_seconds: f64,
+}
 
-/// Runs `knative activator`.
-pub fn run(_args: Args) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// Runs `knative activator` until SIGTERM or Ctrl-C.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Runtime::new()?.block_on(activator(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stats with nowhere to go, logged so they are not lost without a trace.
+#[derive(Debug)]
+struct LogSink;
+
+impl StatSink for LogSink {
+    fn push(&self, stats: WireStatMessages) {
+        for message in stats.messages {
+            tracing::debug!(namespace = %message.namespace, revision = %message.name, stat = ?message.stat, "activator stat");
+        }
+    }
+}
+
+async fn activator(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.queue_timeout_seconds.is_finite() && args.queue_timeout_seconds > 0.0,
+        "--queue-timeout-seconds must be a positive number, not {}",
+        args.queue_timeout_seconds
+    );
+    let sink: Arc<dyn StatSink> = match &args.autoscaler_url {
+        Some(url) => Arc::new(
+            HttpStatSink::spawn(url)
+                .map_err(|e| anyhow::anyhow!("--autoscaler-url {url:?}: {e}"))?,
+        ),
+        None => {
+            tracing::warn!("no --autoscaler-url: stats are only logged (RUST_LOG=debug)");
+            Arc::new(LogSink)
+        }
+    };
+    let config = ActivatorConfig {
+        pod_name: args.pod_name,
+        queue_depth: args.queue_depth,
+        queue_timeout: Duration::from_secs_f64(args.queue_timeout_seconds),
+        ..ActivatorConfig::default()
+    };
+    let activator = Activator::new(config, sink);
+    let watching = if args.revisions.is_empty() {
+        let client = kube::Client::try_default().await?;
+        tracing::info!(namespace = ?args.namespace, "backends from the cluster's private Endpoints");
+        Some(tokio::spawn(cluster::watch(
+            Arc::clone(&activator),
+            client,
+            args.namespace,
+        )))
+    } else {
+        for revision in &args.revisions {
+            tracing::info!(revision = %revision.revision, backends = ?revision.backends, cc = revision.container_concurrency, "static revision");
+            activator.add_static(revision);
+        }
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %args.listen, "activator serving");
+    activator.serve(listener, shutdown_signal()).await;
+    if let Some(watching) = watching {
+        watching.abort();
+    }
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
