@@ -442,6 +442,15 @@ fn builtin_types() -> Vec<ResourceType> {
             Untracked,
         ),
         builtin(
+            "events.k8s.io",
+            "events",
+            "Event",
+            true,
+            &["ev"],
+            false,
+            Untracked,
+        ),
+        builtin(
             "apps",
             "deployments",
             "Deployment",

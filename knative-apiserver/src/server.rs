@@ -148,6 +148,11 @@ impl Server {
             version: version.to_string(),
             namespace: namespace.map(str::to_string),
         };
+        if call.query.get("dryRun").is_some_and(|d| !d.is_empty()) && call.method != Method::GET {
+            return Err(ApiError::bad_request(
+                "dryRun is not supported by the embedded API server: the request was not applied",
+            ));
+        }
         let now = object::timestamp(jiff::Timestamp::now());
         let key = target.rt.key();
         let ns = target.namespace.as_deref().unwrap_or("");

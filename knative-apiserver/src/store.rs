@@ -810,15 +810,30 @@ impl Inner {
         {
             return;
         }
-        let n = self.next_cluster_ip;
-        self.next_cluster_ip += 1;
-        // 10.96.0.0/12, skipping .0 addresses.
-        let ip = format!(
-            "10.{}.{}.{}",
-            96 + (n >> 16) % 16,
-            (n >> 8) & 0xff,
-            (n & 0xff).max(1)
-        );
+        let in_use: std::collections::HashSet<&str> = self
+            .objects
+            .get("/services")
+            .into_iter()
+            .flat_map(|s| s.values())
+            .filter_map(|s| s["spec"]["clusterIP"].as_str())
+            .collect();
+        // 10.96.0.0/12, skipping .0 addresses and addresses in use.
+        let ip = loop {
+            let n = self.next_cluster_ip;
+            self.next_cluster_ip = self.next_cluster_ip.wrapping_add(1);
+            if n & 0xff == 0 {
+                continue;
+            }
+            let ip = format!(
+                "10.{}.{}.{}",
+                96 + (n >> 16) % 16,
+                (n >> 8) & 0xff,
+                n & 0xff
+            );
+            if !in_use.contains(ip.as_str()) {
+                break ip;
+            }
+        };
         spec["clusterIP"] = json!(ip);
         spec["clusterIPs"] = json!([ip]);
     }

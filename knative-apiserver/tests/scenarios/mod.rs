@@ -4,14 +4,16 @@
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
     WatchEvent, WatchParams,
 };
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::time::Duration;
@@ -558,6 +560,50 @@ pub async fn secret_string_data_is_stored_as_data(client: Client, ns: &str) {
     assert!(stored.string_data.is_none());
 }
 
+pub async fn a_service_gets_a_cluster_ip_and_port_defaults(client: Client, ns: &str) {
+    let api: Api<Service> = Api::namespaced(client, ns);
+    let service: Service = from_json(json!({
+        "metadata": {"name": "svc"},
+        "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]},
+    }));
+    let created = api.create(&PostParams::default(), &service).await.unwrap();
+    let spec = created.spec.unwrap();
+    assert!(spec.cluster_ip.is_some_and(|ip| !ip.is_empty()));
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    let port = &spec.ports.unwrap()[0];
+    assert_eq!(port.protocol.as_deref(), Some("TCP"));
+    assert_eq!(port.target_port, Some(IntOrString::Int(80)));
+}
+
+pub async fn a_recorder_publishes_events_k8s_io_events(client: Client, ns: &str) {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let configs: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let subject = configs
+        .create(&PostParams::default(), &config_map("subject", json!({})))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(client.clone(), Reporter::from("scenario"));
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Tested".into(),
+        note: Some("published by a scenario".into()),
+        action: "Test".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &subject.object_ref(&()))
+        .await
+        .unwrap();
+    let events: Api<K8sEvent> = Api::namespaced(client, ns);
+    let listed = events.list(&ListParams::default()).await.unwrap();
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Tested"))
+    );
+}
+
 /// A CRD named for the test namespace, so runs never share one.
 fn widget_crd(ns: &str, scope: &str) -> (CustomResourceDefinition, ApiResource) {
     let group = format!("{ns}.example.com");
@@ -753,7 +799,9 @@ macro_rules! scenario_tests {
             a_crd_serves_its_kind_with_generation_and_status,
             a_cluster_scoped_crd_serves_objects_without_namespace,
             discovery_finds_built_in_kinds,
-            deleting_a_namespace_deletes_its_content
+            deleting_a_namespace_deletes_its_content,
+            a_service_gets_a_cluster_ip_and_port_defaults,
+            a_recorder_publishes_events_k8s_io_events
         );
     };
     (@each $fixture:path; $($name:ident),*) => {
