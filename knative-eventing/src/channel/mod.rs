@@ -8,6 +8,8 @@
 //!   event, one durable consumer per subscription, acknowledged only once the event was
 //!   delivered or dead-lettered, so nothing is lost when the dispatcher or the server restarts.
 
+pub mod jetstream;
+
 use std::future::Future;
 use std::sync::Arc;
 
