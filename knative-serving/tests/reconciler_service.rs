@@ -120,6 +120,7 @@ async fn a_new_service_creates_its_configuration_and_route() {
         serde_json::to_value(&config.metadata).unwrap(),
         json!({"name": "hello", "namespace": NS,
                "labels": {"serving.knative.dev/service": "hello"},
+               "annotations": {"serving.knative.dev/routes": "hello"},
                "ownerReferences": owner()})
     );
     assert_eq!(
@@ -196,16 +197,49 @@ async fn the_services_labels_and_annotations_reach_its_children_but_kubectls() {
         "kubectl.kubernetes.io/last-applied-configuration": "{}",
     });
     let svc = svc_from(svc);
-    for meta in [make_configuration(&svc).metadata, make_route(&svc).metadata] {
+    for (meta, routes) in [
+        (make_configuration(&svc).metadata, Some("hello")),
+        (make_route(&svc).metadata, None),
+    ] {
         assert_eq!(
             serde_json::to_value(&meta.labels).unwrap(),
             json!({"app": "hello", "serving.knative.dev/service": "hello"})
         );
-        assert_eq!(
-            serde_json::to_value(&meta.annotations).unwrap(),
-            json!({"team": "a"})
-        );
+        let mut want = json!({"team": "a"});
+        if let Some(routes) = routes {
+            want["serving.knative.dev/routes"] = routes.into();
+        }
+        assert_eq!(serde_json::to_value(&meta.annotations).unwrap(), want);
     }
+}
+
+#[tokio::test]
+async fn the_labelers_routes_on_the_configuration_are_kept_not_fought_over() {
+    let (api, driver) = setup(service(None));
+    reconcile(&api, &driver).await.unwrap();
+    // The labeler adds another Route that uses this Configuration.
+    let mut config = api.get::<Configuration>(NS, "hello").unwrap();
+    config
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            "serving.knative.dev/routes".into(),
+            "elsewhere,hello".into(),
+        );
+    api.seed(&config);
+    api.clear_actions();
+
+    reconcile(&api, &driver).await.unwrap();
+    assert!(api.updates().is_empty(), "{:?}", api.updates());
+    assert_eq!(
+        api.get::<Configuration>(NS, "hello")
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap()["serving.knative.dev/routes"],
+        "elsewhere,hello"
+    );
 }
 
 #[tokio::test]

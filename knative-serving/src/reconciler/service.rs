@@ -43,9 +43,12 @@ use serde::de::DeserializeOwned;
 use crate::apis::serving::v1::{
     SERVICE_CONDITION_CONFIGURATIONS_READY, SERVICE_CONDITION_ROUTES_READY,
 };
-use crate::apis::serving::{CONFIGURATION_GENERATION_LABEL_KEY, SERVICE_LABEL_KEY};
+use crate::apis::serving::{
+    CONFIGURATION_GENERATION_LABEL_KEY, ROUTES_ANNOTATION_KEY, SERVICE_LABEL_KEY,
+};
 use crate::apis::{Configuration, Revision, Route, RouteSpec, Service, TrafficTarget};
 use crate::reconciler::configuration::owner::{controller_ref, is_controlled_by};
+use crate::reconciler::labeler;
 use crate::reconciler::route::resources::LAST_APPLIED_CONFIG_ANNOTATION;
 
 /// `RoutesReady`'s message while the Route's traffic is not yet what the Service asks for.
@@ -103,6 +106,7 @@ impl Reconciler<Service> for ServiceReconciler {
             desired,
             SERVICE_CONDITION_CONFIGURATIONS_READY,
             |c| &c.spec,
+            keep_routes_annotation,
         )
         .await?;
 
@@ -148,6 +152,7 @@ impl Reconciler<Service> for ServiceReconciler {
             desired,
             SERVICE_CONDITION_ROUTES_READY,
             |r| &r.spec,
+            |_, _| {},
         )
         .await?;
 
@@ -171,11 +176,34 @@ impl Reconciler<Service> for ServiceReconciler {
 /// labels (plus `serving.knative.dev/service`) and annotations (but kubectl's
 /// last-applied-configuration), and its template.
 pub fn make_configuration(service: &Service) -> Configuration {
-    Configuration {
+    let mut config = Configuration {
         metadata: child_metadata(service),
         spec: service.spec.configuration.clone(),
         status: None,
-    }
+    };
+    // The Service's Route uses it from the start (Knative's `MakeConfigurationFromExisting`).
+    config
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(ROUTES_ANNOTATION_KEY.to_owned(), service.name_any());
+    config
+}
+
+/// Knative's `MakeConfigurationFromExisting`: the labeler's `serving.knative.dev/routes` on the
+/// existing Configuration is kept (with the Service's own Route in it), so that the Service and
+/// the labeler do not undo each other's writes forever.
+fn keep_routes_annotation(existing: &Configuration, desired: &mut Configuration) {
+    let mut routes = labeler::routes_of(&existing.metadata);
+    routes.extend(labeler::routes_of(&desired.metadata));
+    desired
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            ROUTES_ANNOTATION_KEY.to_owned(),
+            routes.into_iter().collect::<Vec<_>>().join(","),
+        );
 }
 
 /// The Route a Service controls (Knative's `MakeRoute`): as [`make_configuration`]'s metadata,
@@ -213,6 +241,7 @@ async fn reconcile_child<K, S>(
     desired: K,
     condition: &str,
     spec: impl Fn(&K) -> &S,
+    from_existing: impl Fn(&K, &mut K),
 ) -> Result<K, ReconcileError>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
@@ -244,6 +273,8 @@ where
             }
         };
     };
+    let mut desired = desired;
+    from_existing(&existing, &mut desired);
     if !is_controlled_by(existing.meta(), &*service) {
         let message = format!("There is an existing {kind} {name:?} that we do not own.");
         service
