@@ -14,6 +14,7 @@
 
 pub mod broker;
 pub mod channel;
+pub mod flows;
 pub mod sources;
 pub mod subscription;
 pub mod trigger;
