@@ -53,6 +53,8 @@
 //! assert_eq!(traffic::hostname(&network, "hello", "old").unwrap(), "old-hello");
 //! ```
 
+pub mod rollout;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
