@@ -1,5 +1,7 @@
-//! `knative controller`: the Serving reconcilers (Service, Configuration, Route, Revision) on
-//! the cluster of `$KUBECONFIG`, with live configuration, metrics and optional leader election.
+//! `knative controller`: the Serving reconcilers (Service, Configuration, Route, Revision,
+//! PodAutoscaler) on the cluster of `$KUBECONFIG`, with live configuration, metrics and optional
+//! leader election, and the autoscaler: revisions' pods scraped each second, activator stats
+//! taken on `--autoscaler-addr`, decisions every 2 s written to Deployments.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -9,6 +11,10 @@ use knative_core::config::ConfigStore;
 use knative_core::leader::LeaseConfig;
 use knative_core::metrics::{self, Metrics};
 use knative_core::reconciler::{Driver, DriverOptions, Reconciler};
+use knative_serving::autoscaler::AutoscalerRegistry;
+use knative_serving::autoscaler::collector::{self, Collector, HttpScraper};
+use knative_serving::autoscaler::deciders::Deciders;
+use knative_serving::reconciler::autoscaling::{self, PodAutoscalerReconciler};
 use knative_serving::reconciler::configuration::ConfigurationReconciler;
 use knative_serving::reconciler::revision::{self, DeploymentConfig, RevisionReconciler};
 use knative_serving::reconciler::route::RouteReconciler;
@@ -33,6 +39,10 @@ pub struct Args {
     /// The queue-proxy sidecar image of Revision Deployments.
     #[arg(long)]
     queue_sidecar_image: Option<String>,
+    /// Where the autoscaler takes the stats activators push (`POST /stats`; point the
+    /// activator's `--autoscaler-url` here).
+    #[arg(long, default_value = "0.0.0.0:8085")]
+    autoscaler_addr: SocketAddr,
 }
 
 /// Runs `knative controller` until SIGTERM or Ctrl-C.
@@ -66,11 +76,25 @@ async fn controller(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|_| format!("knative-controller-{}", std::process::id()));
 
     let ns = args.namespace.clone();
+    // The autoscaler: deciders shared by the PodAutoscaler reconciler, the collector, the
+    // activator's pushes and the 2-second tick.
+    let deciders = Deciders::new(AutoscalerRegistry::default());
+    let stat_listener = tokio::net::TcpListener::bind(args.autoscaler_addr).await?;
+    tracing::info!(addr = %args.autoscaler_addr, "autoscaler takes activator stats on POST /stats");
+    let autoscaler = tokio::spawn(run_autoscaler(
+        client.clone(),
+        ns.clone(),
+        stat_listener,
+        deciders.clone(),
+    ));
+    let pa_client = client.clone();
+    let pa_ns = ns.clone();
+    let pa_deciders = deciders.clone();
     let route = RouteReconciler::new();
     let route_watches = route.watches(client.clone(), ns.clone());
     let revision_client = client.clone();
     let revision_ns = ns.clone();
-    let results = futures::future::join4(
+    let results = futures::future::join5(
         prepare(
             &client,
             &args,
@@ -99,15 +123,64 @@ async fn controller(args: Args) -> anyhow::Result<()> {
             RevisionReconciler::new(deployment),
         )
         .run_with(move |c| revision::watch_children(c, &revision_client, revision_ns.as_deref())),
+        prepare(
+            &client,
+            &args,
+            &store,
+            &metrics,
+            &identity,
+            PodAutoscalerReconciler::new(deciders),
+        )
+        .run_with(move |c| {
+            autoscaling::watch_children(c, &pa_client, pa_ns.as_deref(), &pa_deciders)
+        }),
     )
     .await;
+    autoscaler.abort();
     let _ = stop_metrics.send(());
     let _ = metrics_server.await;
     results.0?;
     results.1?;
     results.2?;
     results.3?;
+    results.4?;
     Ok(())
+}
+
+/// The autoscaler's loops: the revisions' pods (a reflector of the pods labelled with their
+/// revision) scraped every second, the activator's stat pushes on `listener`, the deciders ticked
+/// every 2 s, and the deciders of deleted PodAutoscalers forgotten. Runs until aborted.
+async fn run_autoscaler(
+    client: kube::Client,
+    namespace: Option<String>,
+    listener: tokio::net::TcpListener,
+    deciders: Deciders,
+) {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = match &namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let pod_watch = reflector(
+        writer,
+        watcher(
+            pods,
+            watcher::Config::default().labels(collector::REVISION_LABEL_KEY),
+        ),
+    )
+    .default_backoff()
+    .for_each(|_| futures::future::ready(()));
+    let never = std::future::pending::<()>;
+    tokio::join!(
+        pod_watch,
+        Collector::new(deciders.clone(), HttpScraper::default(), store).run(never()),
+        collector::serve_stat_push(listener, deciders.clone(), never()),
+        deciders.clone().run(never()),
+        autoscaling::forget_deleted(client, namespace, deciders),
+    );
 }
 
 fn prepare<K: KnativeObject, R: Reconciler<K>>(
