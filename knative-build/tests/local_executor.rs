@@ -298,10 +298,10 @@ async fn retries_stop_after_the_last_attempt() {
 }
 
 #[tokio::test]
-async fn home_is_a_fresh_directory_and_the_workspace_is_the_working_directory() {
+async fn the_workspace_is_the_working_directory_and_home_is_the_users() {
     let p = plan(json!({"steps": [sh(
         "where",
-        "test \"$(pwd)\" = \"$WORKSPACE\" && test -d \"$HOME\" && test -z \"$(ls -A $HOME)\" && echo fine"
+        "test \"$(pwd)\" = \"$WORKSPACE\" && echo \"$HOME\""
     )]}));
     let (report, _) = run(&p).await;
     assert_eq!(
@@ -310,7 +310,26 @@ async fn home_is_a_fresh_directory_and_the_workspace_is_the_working_directory() 
         "{:?}",
         report.steps
     );
-    assert_eq!(report.steps[0].log_tail, ["fine"]);
+    assert_eq!(report.steps[0].log_tail, [std::env::var("HOME").unwrap()]);
+}
+
+#[tokio::test]
+async fn an_isolated_home_is_a_fresh_directory_shared_by_the_steps() {
+    let p = plan(json!({"steps": [
+        sh("first", "test -z \"$(ls -A $HOME)\" && touch $HOME/.marker"),
+        sh("second", "test -e $HOME/.marker && test \"$HOME\" != \"$WORKSPACE\""),
+    ]}));
+    let report = LocalExecutor::new()
+        .isolated_home(true)
+        .execute(&p, &Events::none(), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcome,
+        BuildOutcome::Succeeded,
+        "{:?}",
+        report.steps
+    );
 }
 
 #[tokio::test]

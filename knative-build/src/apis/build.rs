@@ -143,7 +143,7 @@ pub struct GcsSourceSpec {
 }
 
 /// Which template a Build takes its steps from.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TemplateKind {
     /// A namespaced `BuildTemplate` in the Build's namespace (the default).
     #[default]

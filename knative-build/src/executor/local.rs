@@ -32,8 +32,8 @@ const POD_WORKSPACE: &str = "/workspace";
 ///   taken from it;
 /// - a git source is cloned with the `git` CLI as the first step (`git-source-<i>`);
 /// - each step runs `command` + `args` with the environment of this process plus the step's
-///   `env`, `HOME` (a fresh `<tmp>/home`, as `/builder/home` in a Pod), `WORKSPACE` and
-///   `BUILDER_RESULTS` (a directory whose files become the step's results);
+///   `env`, `WORKSPACE` and `BUILDER_RESULTS` (a directory whose files become the step's
+///   results), and optionally a fresh `HOME` ([`LocalExecutor::isolated_home`]);
 /// - each line a step writes is sent as a [`BuildEvent::Log`] with the step's name;
 /// - a step runs in its own process group: at its timeout, the build's timeout or on
 ///   cancellation the whole group is killed (as a container's processes die with it), and so
@@ -47,6 +47,7 @@ const POD_WORKSPACE: &str = "/workspace";
 pub struct LocalExecutor {
     parent: Option<PathBuf>,
     keep_workspace: bool,
+    isolated_home: bool,
     log_tail: usize,
 }
 
@@ -55,6 +56,7 @@ impl Default for LocalExecutor {
         Self {
             parent: None,
             keep_workspace: false,
+            isolated_home: false,
             log_tail: 20,
         }
     }
@@ -78,6 +80,15 @@ impl LocalExecutor {
     #[must_use]
     pub fn keep_workspace(mut self, keep: bool) -> Self {
         self.keep_workspace = keep;
+        self
+    }
+
+    /// Gives every step a fresh, empty `HOME` (`<tmp>/home`, shared by the steps of an
+    /// attempt), as `/builder/home` is in a Pod. Off by default: local tools (rustup, git's
+    /// configuration) usually live in the user's home.
+    #[must_use]
+    pub fn isolated_home(mut self, isolated: bool) -> Self {
+        self.isolated_home = isolated;
         self
     }
 
@@ -212,7 +223,6 @@ impl LocalExecutor {
                 base.join(&step.working_dir)
             };
             let mut env = vec![
-                ("HOME".to_owned(), layout.home.display().to_string()),
                 (
                     "WORKSPACE".to_owned(),
                     layout.workspace.display().to_string(),
@@ -222,6 +232,9 @@ impl LocalExecutor {
                     results_dir.display().to_string(),
                 ),
             ];
+            if self.isolated_home {
+                env.push(("HOME".to_owned(), layout.home.display().to_string()));
+            }
             env.extend(step.env.iter().cloned());
             let started = Instant::now();
             let mut tail = VecDeque::new();
