@@ -243,18 +243,25 @@ impl RunningApiServer {
         std::fs::write(path, yaml).map_err(error)
     }
 
-    /// A client for this server (default namespace `default`).
+    /// A client for this server (default namespace `default`): plain HTTP, no TLS or
+    /// credentials to set up, so it is ready in microseconds (a client built from the
+    /// kubeconfig works the same but loads the system's certificates first).
     ///
     /// # Panics
     /// Outside a tokio runtime (the client spawns its connection buffer there).
     pub fn client(&self) -> kube::Client {
+        use kube::client::ConfigExt;
         let url = self
             .url()
             .parse()
             .expect("an http URL of a socket address is a valid URI");
         let config = kube::Config::new(url);
-        kube::Client::try_from(config)
-            .expect("a plain-http client without credentials needs no TLS or auth setup")
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build_http::<kube::client::Body>();
+        let service = tower::ServiceBuilder::new()
+            .layer(config.base_uri_layer())
+            .service(http);
+        kube::Client::new(service, "default")
     }
 
     /// Stops listening, closes every connection (watches end) and closes the store.
