@@ -17,7 +17,13 @@
 //! 5. creates or updates the Ingress ([`resources::make_ingress`]) and mirrors its `Ready`
 //!    into `IngressReady` once the Ingress has observed its generation;
 //! 6. points the Kubernetes Services at the Ingress' load balancer once it has one;
-//! 7. labels the Revisions and Configurations it uses ([`crate::reconciler::labeler`]); its
+//! 7. when a rollout duration is set (`config-network`'s `rollout-duration`, or the Route's
+//!    `serving.knative.dev/rollout-duration` annotation), moves the traffic of a
+//!    Configuration's new Revision gradually ([`crate::traffic::rollout`]): the state lives in
+//!    the Ingress' `networking.internal.knative.dev/rollout` annotation, the Ingress splits
+//!    and the status traffic follow it, `IngressReady` reads `RolloutInProgress`, and the Route
+//!    is reconciled again when the next step is due;
+//! 8. labels the Revisions and Configurations it uses ([`crate::reconciler::labeler`]); its
 //!    finalizer takes those labels off again when the Route is deleted.
 //!
 //! Children are written only when they differ from what is wanted.
@@ -36,13 +42,16 @@
 pub mod resources;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Service as K8sService;
+use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::duck::Addressable;
 use knative_core::apis::{CONDITION_READY, ConditionManager, ConditionStatus, KnativeObject};
-use knative_core::config::{CLUSTER_LOCAL_DOMAIN, Config};
+use knative_core::config::{CLUSTER_LOCAL_DOMAIN, Config, NetworkConfig, parse_go_duration};
 use knative_core::reconciler::{Context, ReconcileError, Reconciler};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::Controller;
@@ -53,25 +62,52 @@ use kube::{Api, Client, ResourceExt};
 
 use self::resources::{is_cluster_local_service, service_spec_covers};
 use crate::apis::networking::v1alpha1::IngressVisibility;
-use crate::apis::serving::ROUTE_LABEL_KEY;
 use crate::apis::serving::v1::{
     ROUTE_CONDITION_ALL_TRAFFIC_ASSIGNED, ROUTE_CONDITION_CERTIFICATE_PROVISIONED,
     ROUTE_CONDITION_INGRESS_READY,
 };
+use crate::apis::serving::{ROLLOUT_DURATION_KEY, ROUTE_LABEL_KEY};
 use crate::apis::{Configuration, Ingress, Revision, Route, TrafficTarget};
 use crate::reconciler::configuration::owner::is_controlled_by;
 use crate::reconciler::labeler;
+use crate::traffic::rollout::{ROLLOUT_ANNOTATION_KEY, Rollout};
 use crate::traffic::{self, DomainError, Snapshot, TargetKind, Visibility};
 
 /// `CertificateProvisioned`'s message when external-domain TLS is off.
 pub const EXTERNAL_DOMAIN_TLS_NOT_ENABLED_MESSAGE: &str = "external-domain-tls is not enabled";
 /// `CertificateProvisioned`'s message for a cluster-local Route.
 pub const TLS_NOT_ENABLED_FOR_CLUSTER_LOCAL_MESSAGE: &str = "TLS is not enabled for cluster-local";
+/// `IngressReady`'s message while a gradual rollout runs.
+pub const ROLLOUT_IN_PROGRESS_MESSAGE: &str =
+    "A gradual rollout of the latest revision(s) is in progress.";
+/// The older spelling of [`ROLLOUT_DURATION_KEY`], still honoured after it.
+const ROLLOUT_DURATION_KEY_CAMEL: &str = "serving.knative.dev/rolloutDuration";
 
 /// Reconciles Routes into Ingresses and Kubernetes Services.
 #[derive(Clone, Debug, Default)]
 pub struct RouteReconciler {
     tracker: Tracker,
+    clock: RolloutClock,
+}
+
+/// Where gradual rollouts read the time: the pass's time, unless a clock was given.
+#[derive(Clone, Default)]
+struct RolloutClock(Option<Arc<dyn Fn() -> Timestamp + Send + Sync>>);
+
+impl RolloutClock {
+    fn now(&self, ctx: &Context) -> Timestamp {
+        self.0.as_ref().map_or_else(|| ctx.now(), |clock| clock())
+    }
+}
+
+impl fmt::Debug for RolloutClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Custom"
+        } else {
+            "PassTime"
+        })
+    }
 }
 
 /// Which Routes refer to which Configurations and Revisions (Knative's tracker): the Route
@@ -138,6 +174,14 @@ impl RouteReconciler {
         &self.tracker
     }
 
+    /// Reads the time of gradual rollout steps from `clock` rather than the pass's start, as
+    /// Knative's Route reconciler takes a clock: tests use it to step a rollout through time.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        self.clock = RolloutClock(Some(Arc::new(clock)));
+        self
+    }
+
     /// What the controller should watch besides Routes (in `namespace`, or all namespaces):
     /// the Ingresses and Kubernetes Services the Routes own, and the Configurations and
     /// Revisions their traffic refers to (through the [`Tracker`]). Pass it to
@@ -177,10 +221,13 @@ impl RouteReconciler {
 #[async_trait]
 impl Reconciler<Route> for RouteReconciler {
     async fn reconcile_kind(&self, route: &mut Route, ctx: &Context) -> Result<(), ReconcileError> {
-        self.reconcile_route(route, ctx).await?;
+        let next_step = self.reconcile_route(route, ctx).await?;
         // Knative's labeler: mark what this Route uses (after the status traffic is known).
         labeler::sync(ctx.client(), route, ctx.now()).await?;
-        Ok(())
+        match next_step {
+            Some(after) => Err(ReconcileError::RequeueAfter(after)),
+            None => Ok(()),
+        }
     }
 
     async fn finalize_kind(&self, route: &mut Route, ctx: &Context) -> Result<(), ReconcileError> {
@@ -198,11 +245,12 @@ impl Reconciler<Route> for RouteReconciler {
 }
 
 impl RouteReconciler {
+    /// One pass; returns how long until the next gradual rollout step is due, if one is.
     async fn reconcile_route(
         &self,
         route: &mut Route,
         ctx: &Context,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<Option<Duration>, ReconcileError> {
         let config = ctx.config();
         let namespace = route.namespace().unwrap_or_default();
         let client = ctx.client();
@@ -237,7 +285,7 @@ impl RouteReconciler {
             Err(err) => {
                 // Nothing is programmed until every target resolves.
                 err.mark(&mut route.manage_conditions(ctx.now()));
-                return Ok(());
+                return Ok(None);
             }
         };
         let status_traffic = resolved
@@ -261,19 +309,120 @@ impl RouteReconciler {
         let placeholders =
             reconcile_placeholder_services(route, ctx, &services, &existing_services, &resolved)
                 .await?;
-        let ingress = reconcile_ingress(route, ctx, &resolved, &visibility).await?;
+        let rollout_now = self.clock.now(ctx);
+        let IngressOutcome {
+            ingress,
+            rollout,
+            next_step,
+        } = reconcile_ingress(route, ctx, &resolved, &visibility, rollout_now).await?;
+        let rolling = rollout.filter(|r| !r.done());
 
         let mut conditions = route.manage_conditions(now);
         let generation = ingress.metadata.generation;
         let ingress_status = ingress.status.as_ref();
         if ingress_status.and_then(|s| s.status.observed_generation) != generation {
             mark_ingress_not_configured(&mut conditions);
-        } else {
+        } else if rolling.is_none() {
             propagate_ingress_ready(&mut conditions, &ingress);
         }
 
-        update_placeholder_services(&services, &placeholders, &ingress).await
+        update_placeholder_services(&services, &placeholders, &ingress).await?;
+
+        if let Some(rollout) = rolling {
+            route.manage_conditions(now).mark_unknown(
+                ROUTE_CONDITION_INGRESS_READY,
+                "RolloutInProgress",
+                ROLLOUT_IN_PROGRESS_MESSAGE,
+            );
+            let status = route.status.get_or_insert_with(Default::default);
+            let traffic = std::mem::take(&mut status.route.traffic);
+            status.route.traffic = rollout.status_traffic(&resolved, traffic);
+        }
+        Ok(next_step.map(|at| nanos_between(rollout_now, at)))
     }
+}
+
+/// The time from `from` to `to`, none when `to` is not later.
+fn nanos_between(from: Timestamp, to: Timestamp) -> Duration {
+    let ns = to.as_nanosecond().saturating_sub(from.as_nanosecond());
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(if ns < 0 { 0 } else { u64::MAX }))
+}
+
+/// How long a gradual rollout takes for `route` (Knative's `RolloutDuration` over
+/// `rollout-duration`): its annotation in whole seconds, else `config-network`'s; `None` when
+/// rollouts are off.
+pub fn rollout_duration(route: &Route, network: &NetworkConfig) -> Option<Duration> {
+    let annotations = route.annotations();
+    let from_route = [ROLLOUT_DURATION_KEY, ROLLOUT_DURATION_KEY_CAMEL]
+        .iter()
+        .find_map(|key| annotations.get(*key))
+        .and_then(|value| parse_go_duration(value).ok())
+        .map_or(0, |d| d.as_secs());
+    let secs = if from_route == 0 {
+        network.rollout_duration.as_secs()
+    } else {
+        from_route
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// What reconciling the Ingress decided.
+struct IngressOutcome {
+    ingress: Ingress,
+    /// The rollout state programmed, when rollouts are on.
+    rollout: Option<Rollout>,
+    /// When the next rollout step is due.
+    next_step: Option<Timestamp>,
+}
+
+/// The rollout state to program (Knative's `reconcileRollout`): the traffic's goal stepped
+/// from the state the Ingress keeps, once the Ingress has programmed it.
+fn step_rollout(
+    route: &Route,
+    ingress: &Ingress,
+    resolved: &traffic::Config,
+    now: Timestamp,
+    duration: Duration,
+) -> (Rollout, Option<Timestamp>) {
+    let prev = ingress
+        .annotations()
+        .get(ROLLOUT_ANNOTATION_KEY)
+        .filter(|a| !a.is_empty())
+        .and_then(|a| match Rollout::parse(a) {
+            Ok(rollout) => Some(rollout),
+            Err(err) => {
+                // Rollouts are not critical: start from the goal rather than fail the Route.
+                tracing::warn!(route = %route.name_any(), %err, "ignoring the Ingress' rollout state");
+                None
+            }
+        })
+        .map(|mut prev| {
+            // The Ingress has just programmed what it was given: the first step's time is known.
+            if ingress_is_ready(ingress) && !route_ingress_ready(route) {
+                prev.observe_ready(now, duration);
+            }
+            prev
+        });
+    Rollout::build(resolved).step(prev, now)
+}
+
+/// Knative's `Ingress.IsReady`: its generation observed, and `Ready` True.
+fn ingress_is_ready(ingress: &Ingress) -> bool {
+    ingress.status.as_ref().is_some_and(|s| {
+        s.status.observed_generation == ingress.metadata.generation
+            && s.status
+                .get_condition(CONDITION_READY)
+                .is_some_and(|c| c.status.is_true())
+    })
+}
+
+/// Whether the Route's `IngressReady` is True (as of the previous pass).
+fn route_ingress_ready(route: &Route) -> bool {
+    route.status.as_ref().is_some_and(|s| {
+        s.status
+            .get_condition(ROUTE_CONDITION_INGRESS_READY)
+            .is_some_and(|c| c.status.is_true())
+    })
 }
 
 /// The Configurations and Revisions `traffic` refers to, directly or through a
@@ -438,19 +587,51 @@ async fn reconcile_placeholder_services(
 }
 
 /// Creates the Ingress, or updates it when its spec, labels or annotations differ from the
-/// wanted ones.
+/// wanted ones; with rollouts on, steps the rollout it keeps (a new Ingress starts from the
+/// traffic's goal).
 async fn reconcile_ingress(
     route: &Route,
     ctx: &Context,
     resolved: &traffic::Config,
     visibility: &Visibility,
-) -> Result<Ingress, ReconcileError> {
-    let desired =
-        resources::make_ingress(ctx.config(), route, resolved, visibility).map_err(domain_error)?;
+    now: Timestamp,
+) -> Result<IngressOutcome, ReconcileError> {
     let namespace = route.namespace().unwrap_or_default();
     let ingresses: Api<Ingress> = Api::namespaced(ctx.client().clone(), &namespace);
+    let name = route.name_any();
+    let existing = ingresses.get_opt(&name).await?;
+    let (rollout, next_step) = match (&existing, rollout_duration(route, &ctx.config().network)) {
+        (_, None) => (None, None),
+        (None, Some(_)) => (Some(Rollout::build(resolved)), None),
+        (Some(ingress), Some(duration)) => {
+            let (rollout, next) = step_rollout(route, ingress, resolved, now, duration);
+            (Some(rollout), next)
+        }
+    };
+    let desired = resources::make_ingress_with_rollout(
+        ctx.config(),
+        route,
+        resolved,
+        visibility,
+        rollout.as_ref(),
+    )
+    .map_err(domain_error)?;
+    let ingress = write_ingress(ctx, &ingresses, existing, desired).await?;
+    Ok(IngressOutcome {
+        ingress,
+        rollout,
+        next_step,
+    })
+}
+
+async fn write_ingress(
+    ctx: &Context,
+    ingresses: &Api<Ingress>,
+    existing: Option<Ingress>,
+    desired: Ingress,
+) -> Result<Ingress, ReconcileError> {
     let name = desired.name_any();
-    match ingresses.get_opt(&name).await? {
+    match existing {
         None => match ingresses.create(&PostParams::default(), &desired).await {
             Ok(created) => {
                 ctx.publish(

@@ -18,6 +18,7 @@ use crate::apis::networking::{INGRESS_CLASS_ANNOTATION_KEY, ProtocolType};
 use crate::apis::serving::ROUTE_LABEL_KEY;
 use crate::apis::{Ingress, Route};
 use crate::reconciler::configuration::owner::controller_ref;
+use crate::traffic::rollout::{ConfigurationRollout, ROLLOUT_ANNOTATION_KEY, Rollout};
 use crate::traffic::{self, DomainError, RevisionTarget, Visibility};
 
 /// Label on an Ingress: the namespace of the Route that owns it.
@@ -37,13 +38,8 @@ const PORT_NAME_HTTP1: &str = "http";
 const SERVICE_HTTP_PORT: i32 = 80;
 const SERVICE_H2C_PORT: i32 = 81;
 
-/// The Ingress of a Route (Knative's `MakeIngress`, without gradual rollout): one rule per
-/// traffic group and visibility, each splitting over the Revisions' Kubernetes Services.
-///
-/// Every group gets a cluster-local rule (hosts `name.ns`, `name.ns.svc`,
-/// `name.ns.svc.cluster.local`); groups that are not cluster-local also get an external rule
-/// under the Route's domain. Each split adds the headers `Knative-Serving-Revision` and
-/// `Knative-Serving-Namespace`; targets with 0% get no split.
+/// The Ingress of a Route with no gradual rollout: [`make_ingress_with_rollout`] without a
+/// rollout state.
 ///
 /// # Errors
 /// When a host name cannot be made.
@@ -52,6 +48,30 @@ pub fn make_ingress(
     route: &Route,
     traffic: &traffic::Config,
     visibility: &Visibility,
+) -> Result<Ingress, DomainError> {
+    make_ingress_with_rollout(config, route, traffic, visibility, None)
+}
+
+/// The Ingress of a Route (Knative's `MakeIngressWithRollout`): one rule per traffic group and
+/// visibility, each splitting over the Revisions' Kubernetes Services.
+///
+/// Every group gets a cluster-local rule (hosts `name.ns`, `name.ns.svc`,
+/// `name.ns.svc.cluster.local`); groups that are not cluster-local also get an external rule
+/// under the Route's domain. Each split adds the headers `Knative-Serving-Revision` and
+/// `Knative-Serving-Namespace`; targets with 0% get no split.
+///
+/// With a `rollout`, a target that follows a Configuration under rollout is split over the
+/// rollout's Revisions at their shares instead, and the state is kept in the Ingress'
+/// [`ROLLOUT_ANNOTATION_KEY`] annotation for the next pass.
+///
+/// # Errors
+/// When a host name cannot be made.
+pub fn make_ingress_with_rollout(
+    config: &Config,
+    route: &Route,
+    traffic: &traffic::Config,
+    visibility: &Visibility,
+    rollout: Option<&Rollout>,
 ) -> Result<Ingress, DomainError> {
     let namespace = route.namespace().unwrap_or_default();
     let mut rules = Vec::new();
@@ -66,7 +86,11 @@ pub fn make_ingress(
                 visibility: Some(v),
                 http: Some(HTTPIngressRuleValue {
                     paths: vec![HTTPIngressPath {
-                        splits: splits(&namespace, targets),
+                        splits: splits(
+                            &namespace,
+                            targets,
+                            rollout.map_or(&[], |r| r.rollouts_by_tag(tag)),
+                        ),
                         ..HTTPIngressPath::default()
                     }],
                 }),
@@ -86,6 +110,9 @@ pub fn make_ingress(
         INGRESS_CLASS_ANNOTATION_KEY.to_owned(),
         ingress_class(config, route),
     )]);
+    if let Some(rollout) = rollout {
+        annotations.insert(ROLLOUT_ANNOTATION_KEY.to_owned(), rollout.to_annotation());
+    }
     annotations.extend(route.annotations().clone());
     annotations.remove(LAST_APPLIED_CONFIG_ANNOTATION);
 
@@ -236,29 +263,55 @@ fn service_metadata(route: &Route, name: String) -> ObjectMeta {
     }
 }
 
-fn splits(namespace: &str, targets: &[RevisionTarget]) -> Vec<IngressBackendSplit> {
-    targets
-        .iter()
-        .filter(|t| t.percent() != 0)
-        .map(|t| IngressBackendSplit {
-            backend: IngressBackend {
-                service_namespace: namespace.to_owned(),
-                service_name: t.revision_name.clone(),
-                service_port: IntOrString::Int(match t.protocol {
-                    ProtocolType::H2c => SERVICE_H2C_PORT,
-                    ProtocolType::Http1 => SERVICE_HTTP_PORT,
-                }),
-            },
-            percent: Some(i32::try_from(t.percent()).unwrap_or(100)),
-            append_headers: BTreeMap::from([
-                (REVISION_HEADER_NAME.to_owned(), t.revision_name.clone()),
-                (
-                    REVISION_NAMESPACE_HEADER_NAME.to_owned(),
-                    namespace.to_owned(),
-                ),
-            ]),
-        })
-        .collect()
+/// The splits of one traffic group; `rollouts` are the group's Configuration rollouts.
+fn splits(
+    namespace: &str,
+    targets: &[RevisionTarget],
+    rollouts: &[ConfigurationRollout],
+) -> Vec<IngressBackendSplit> {
+    let mut splits = Vec::with_capacity(targets.len());
+    for t in targets.iter().filter(|t| t.percent() != 0) {
+        let rolling = rollouts.iter().find(|c| {
+            t.latest_revision == Some(true)
+                && t.configuration_name.as_deref() == Some(c.configuration_name.as_str())
+                && !c.done()
+        });
+        match rolling {
+            Some(c) => splits.extend(
+                c.revisions
+                    .iter()
+                    .map(|r| split(namespace, &r.revision_name, r.percent, t.protocol)),
+            ),
+            None => splits.push(split(namespace, &t.revision_name, t.percent(), t.protocol)),
+        }
+    }
+    splits
+}
+
+fn split(
+    namespace: &str,
+    revision: &str,
+    percent: i64,
+    protocol: ProtocolType,
+) -> IngressBackendSplit {
+    IngressBackendSplit {
+        backend: IngressBackend {
+            service_namespace: namespace.to_owned(),
+            service_name: revision.to_owned(),
+            service_port: IntOrString::Int(match protocol {
+                ProtocolType::H2c => SERVICE_H2C_PORT,
+                ProtocolType::Http1 => SERVICE_HTTP_PORT,
+            }),
+        },
+        percent: Some(i32::try_from(percent).unwrap_or(100)),
+        append_headers: BTreeMap::from([
+            (REVISION_HEADER_NAME.to_owned(), revision.to_owned()),
+            (
+                REVISION_NAMESPACE_HEADER_NAME.to_owned(),
+                namespace.to_owned(),
+            ),
+        ]),
+    }
 }
 
 fn h2c_port() -> ServicePort {
