@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
+
+use super::events::EventPublisher;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
@@ -65,7 +67,7 @@ impl DriverOptions {
 #[derive(Clone)]
 pub struct Context {
     client: Client,
-    recorder: Recorder,
+    recorder: EventPublisher,
     reference: ObjectReference,
     now: Timestamp,
     config: Arc<Config>,
@@ -119,21 +121,18 @@ impl Context {
 }
 
 async fn publish(
-    recorder: &Recorder,
+    recorder: &EventPublisher,
     reference: &ObjectReference,
     type_: EventType,
     reason: &str,
     note: String,
     action: &str,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(truncate(note, 1024)),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(err) = recorder.publish(&event, reference).await {
+    let note = truncate(note, 1024);
+    if let Err(err) = recorder
+        .publish(reference, type_, reason, action, &note, Timestamp::now())
+        .await
+    {
         tracing::warn!(%err, reason, object = ?reference.name, "failed to publish event");
     }
 }
@@ -155,7 +154,7 @@ pub struct Driver<K: KnativeObject, R: Reconciler<K>> {
     client: Client,
     reconciler: R,
     options: DriverOptions,
-    recorder: Recorder,
+    recorder: EventPublisher,
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Objects waiting for a scheduled retry or requeue: the work queue depth we can observe.
     pending: Mutex<HashSet<(String, String)>>,
@@ -181,12 +180,10 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
 
     /// A driver with explicit options.
     pub fn with_options(client: Client, reconciler: R, options: DriverOptions) -> Self {
-        let recorder = Recorder::new(
+        let recorder = EventPublisher::new(
             client.clone(),
-            Reporter {
-                controller: options.name.clone(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
+            options.name.clone(),
+            std::env::var("POD_NAME").ok(),
         );
         Self {
             client,

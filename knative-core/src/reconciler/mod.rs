@@ -54,9 +54,11 @@
 
 mod driver;
 mod error;
+pub mod events;
 
 pub use driver::{Context, Driver, DriverOptions};
 pub use error::{DriverError, ReconcileError, failure_backoff};
+pub use events::EventPublisher;
 
 use async_trait::async_trait;
 
