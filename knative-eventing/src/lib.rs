@@ -66,6 +66,7 @@ fn labelled(
     mut crd: CustomResourceDefinition,
     duck_labels: &[(&str, &str)],
 ) -> CustomResourceDefinition {
+    optional_spec(&mut crd);
     let labels = crd.metadata.labels.get_or_insert_with(BTreeMap::new);
     labels.insert(
         "app.kubernetes.io/name".to_owned(),
@@ -76,4 +77,25 @@ fn labelled(
         labels.insert((*key).to_owned(), (*value).to_owned());
     }
     crd
+}
+
+/// Knative's manifests may leave `spec` out (a Broker often has none): the API server must
+/// accept that, and default it to `{}` so that every stored object decodes into our types.
+fn optional_spec(crd: &mut CustomResourceDefinition) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON;
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        if let Some(required) = &mut schema.required {
+            required.retain(|r| r != "spec");
+        }
+        if let Some(spec) = schema.properties.as_mut().and_then(|p| p.get_mut("spec")) {
+            spec.default = Some(JSON(serde_json::json!({})));
+        }
+    }
 }

@@ -67,6 +67,7 @@ pub struct TriggerSpec {
     #[schemars(schema_with = "schema::subscriptions_api_filters")]
     pub filters: Vec<SubscriptionsAPIFilter>,
     /// Where passing events are sent.
+    #[serde(default)]
     pub subscriber: Destination,
     /// How events are delivered to the subscriber.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -63,6 +63,7 @@ pub struct ParallelBranch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Destination>,
     /// Where the branch's events are sent.
+    #[serde(default)]
     pub subscriber: Destination,
     /// Where the subscriber's reply goes; the Parallel's `reply` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
