@@ -214,8 +214,10 @@ impl Server {
             (&Method::DELETE, Some(name)) if endpoint == Endpoint::Main => {
                 let options = delete_options(call)?;
                 match self.store.delete(&key, ns, name, &options, &now)? {
-                    Deleted::Gone(object) => Ok(target.object(StatusCode::OK, object)),
-                    Deleted::Pending(object) => Ok(target.object(StatusCode::ACCEPTED, object)),
+                    // kube-apiserver answers 200 for a deletion that waits on finalizers too.
+                    Deleted::Gone(object) | Deleted::Pending(object) => {
+                        Ok(target.object(StatusCode::OK, object))
+                    }
                 }
             }
             (&Method::DELETE, None) => {
