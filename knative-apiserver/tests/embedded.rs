@@ -220,3 +220,150 @@ async fn lists_page_with_limit_and_continue() {
     assert_eq!(names, ["c"]);
     assert!(rest.metadata.continue_.is_none_or(|c| c.is_empty()));
 }
+
+mod controller {
+    //! A kube-runtime Controller, as the SDK's Driver runs one, against the embedded server:
+    //! it reconciles a Deployment into an owned ConfigMap and reports observedGeneration
+    //! through `/status`; deleting the Deployment garbage-collects the ConfigMap.
+
+    use super::*;
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::Resource;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::watcher;
+    use std::sync::Arc;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error(transparent)]
+    struct Failed(#[from] kube::Error);
+
+    async fn reconcile(deployment: Arc<Deployment>, client: Arc<Client>) -> Result<Action, Failed> {
+        let ns = deployment.namespace().unwrap();
+        let owner = deployment.controller_owner_ref(&()).unwrap();
+        let replicas = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
+        let summary: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": format!("{}-summary", deployment.name_any()), "ownerReferences": [owner]},
+            "data": {"replicas": replicas.to_string()},
+        }))
+        .unwrap();
+        let configs: Api<ConfigMap> = Api::namespaced((*client).clone(), &ns);
+        configs
+            .patch(
+                &summary.name_any(),
+                &PatchParams::apply("summarizer"),
+                &Patch::Apply(&summary),
+            )
+            .await?;
+        let deployments: Api<Deployment> = Api::namespaced((*client).clone(), &ns);
+        let status = json!({"status": {"observedGeneration": deployment.metadata.generation}});
+        deployments
+            .patch_status(
+                &deployment.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(status),
+            )
+            .await?;
+        Ok(Action::await_change())
+    }
+
+    fn deployment(replicas: i32) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "app", "image": "app:1"}]}},
+            },
+        }))
+        .unwrap()
+    }
+
+    async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_controller_reconciles_owned_objects_and_status() {
+        let server = ApiServer::builder().start().await.unwrap();
+        let client = server.client();
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        let configs: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let controller = Controller::new(deployments.clone(), watcher::Config::default())
+            .owns(configs.clone(), watcher::Config::default())
+            .run(
+                reconcile,
+                |_, _, _| Action::requeue(Duration::from_secs(1)),
+                Arc::new(client),
+            )
+            .for_each(|_| async {});
+        let controller = tokio::spawn(controller);
+
+        deployments
+            .create(&PostParams::default(), &deployment(1))
+            .await
+            .unwrap();
+        wait_for("the first reconcile", async || {
+            let observed = deployments
+                .get("web")
+                .await
+                .ok()?
+                .status?
+                .observed_generation;
+            let summary = configs.get_opt("web-summary").await.unwrap()?;
+            (observed == Some(1) && summary.data?["replicas"] == "1").then_some(())
+        })
+        .await;
+
+        deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 3}})),
+            )
+            .await
+            .unwrap();
+        wait_for("the reconcile of the new generation", async || {
+            let observed = deployments
+                .get("web")
+                .await
+                .ok()?
+                .status?
+                .observed_generation;
+            let summary = configs.get_opt("web-summary").await.unwrap()?;
+            (observed == Some(2) && summary.data?["replicas"] == "3").then_some(())
+        })
+        .await;
+
+        deployments
+            .delete("web", &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for("the owned ConfigMap to be collected", async || {
+            configs
+                .get_opt("web-summary")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        controller.abort();
+    }
+}

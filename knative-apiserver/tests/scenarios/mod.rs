@@ -604,6 +604,15 @@ pub async fn a_recorder_publishes_events_k8s_io_events(client: Client, ns: &str)
     );
 }
 
+pub async fn a_malformed_body_is_400_bad_request(client: Client, ns: &str) {
+    let request = http::Request::post(format!("/api/v1/namespaces/{ns}/configmaps"))
+        .header("Content-Type", "application/json")
+        .body(b"{not json".to_vec())
+        .unwrap();
+    let result = client.request::<ConfigMap>(request).await;
+    assert_eq!(api_code(result), (400, "BadRequest".to_string()));
+}
+
 /// A CRD named for the test namespace, so runs never share one.
 fn widget_crd(ns: &str, scope: &str) -> (CustomResourceDefinition, ApiResource) {
     let group = format!("{ns}.example.com");
@@ -801,7 +810,8 @@ macro_rules! scenario_tests {
             discovery_finds_built_in_kinds,
             deleting_a_namespace_deletes_its_content,
             a_service_gets_a_cluster_ip_and_port_defaults,
-            a_recorder_publishes_events_k8s_io_events
+            a_recorder_publishes_events_k8s_io_events,
+            a_malformed_body_is_400_bad_request
         );
     };
     (@each $fixture:path; $($name:ident),*) => {
