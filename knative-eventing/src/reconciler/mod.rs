@@ -137,3 +137,39 @@ pub(crate) fn kreference(resource: &ApiResource, namespace: &str, name: &str) ->
         ..KReference::default()
     }
 }
+
+/// An API over `namespace`, or all namespaces.
+pub(crate) fn scoped<T>(client: &kube::Client, namespace: &Option<String>) -> Api<T>
+where
+    T: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// What a controller of `K` should watch besides `K`: the children of kind `C` it controls (in
+/// `namespace`, or all namespaces), so that their status reaches `K` at once. Pass it to
+/// `Driver::run_with`.
+pub fn owns<K, C>(
+    client: kube::Client,
+    namespace: Option<String>,
+) -> impl Fn(kube::runtime::Controller<K>) -> kube::runtime::Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    move |controller| controller.owns(scoped::<C>(&client, &namespace), Default::default())
+}

@@ -240,3 +240,33 @@ async fn reconcile_dependency(
     }
     Ok(())
 }
+
+impl TriggerReconciler {
+    /// What the controller should watch besides Triggers: Brokers (in `namespace`, or all
+    /// namespaces), so that a Broker becoming Ready reaches its Triggers at once. Pass it to
+    /// `Driver::run_with`.
+    pub fn watches(
+        client: kube::Client,
+        namespace: Option<String>,
+    ) -> impl Fn(kube::runtime::Controller<Trigger>) -> kube::runtime::Controller<Trigger> {
+        move |controller| {
+            let triggers = controller.store();
+            controller.watches(
+                crate::reconciler::scoped::<Broker>(&client, &namespace),
+                Default::default(),
+                move |broker: Broker| {
+                    let (ns, name) = (broker.namespace(), broker.name_any());
+                    triggers
+                        .state()
+                        .into_iter()
+                        .filter(|t| {
+                            t.spec.broker == name
+                                && t.spec.broker_namespace.clone().or_else(|| t.namespace()) == ns
+                        })
+                        .map(|t| kube::runtime::reflector::ObjectRef::from_obj(&*t))
+                        .collect::<Vec<_>>()
+                },
+            )
+        }
+    }
+}
