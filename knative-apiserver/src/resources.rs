@@ -391,7 +391,11 @@ fn builtin(
         kind: kind.to_string(),
         namespaced,
         short_names: short_names.iter().map(|s| s.to_string()).collect(),
-        categories: Vec::new(),
+        categories: if matches!(plural, "pods" | "services" | "deployments") {
+            vec!["all".to_string()]
+        } else {
+            Vec::new()
+        },
         status,
         generation,
         custom: false,

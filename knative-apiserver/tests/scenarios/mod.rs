@@ -186,6 +186,26 @@ pub async fn an_update_with_a_stale_resource_version_is_409_conflict(client: Cli
     assert_eq!(api_code(result), (409, "Conflict".to_string()));
 }
 
+pub async fn of_concurrent_updates_from_one_version_exactly_one_wins(client: Client, ns: &str) {
+    let api: Api<ConfigMap> = Api::namespaced(client, ns);
+    let created = api
+        .create(&PostParams::default(), &config_map("race", json!({})))
+        .await
+        .unwrap();
+    let attempts = (0..8).map(|i| {
+        let (api, mut cm) = (api.clone(), created.clone());
+        cm.data = Some([("writer".to_string(), i.to_string())].into());
+        async move { api.replace("race", &PostParams::default(), &cm).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(kube::Error::Api(s)) if s.code == 409))
+        .count();
+    assert_eq!((wins, conflicts), (1, 7));
+}
+
 pub async fn getting_a_missing_object_is_404_not_found(client: Client, ns: &str) {
     let api: Api<ConfigMap> = Api::namespaced(client, ns);
     assert_eq!(
@@ -452,6 +472,35 @@ pub async fn deleting_an_owner_deletes_its_dependents(client: Client, ns: &str) 
         }
     })
     .await;
+}
+
+pub async fn a_dependent_with_another_owner_outlives_one_owner(client: Client, ns: &str) {
+    let api: Api<ConfigMap> = Api::namespaced(client, ns);
+    let mut refs = Vec::new();
+    for name in ["first", "second"] {
+        let owner = api
+            .create(&PostParams::default(), &config_map(name, json!({})))
+            .await
+            .unwrap();
+        refs.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": owner.uid().unwrap()}));
+    }
+    let mut dependent = config_map("shared", json!({}));
+    dependent.metadata.owner_references = Some(from_json(json!(refs)));
+    api.create(&PostParams::default(), &dependent)
+        .await
+        .unwrap();
+    api.delete("first", &DeleteParams::background())
+        .await
+        .unwrap();
+    let survivor = eventually("the reference to the deleted owner to be dropped", || {
+        let api = api.clone();
+        async move {
+            let dependent = api.get("shared").await.unwrap();
+            (dependent.owner_references().len() == 1).then_some(dependent)
+        }
+    })
+    .await;
+    assert_eq!(survivor.owner_references()[0].name, "second");
 }
 
 pub async fn an_orphaning_delete_keeps_dependents(client: Client, ns: &str) {
@@ -811,7 +860,9 @@ macro_rules! scenario_tests {
             deleting_a_namespace_deletes_its_content,
             a_service_gets_a_cluster_ip_and_port_defaults,
             a_recorder_publishes_events_k8s_io_events,
-            a_malformed_body_is_400_bad_request
+            a_malformed_body_is_400_bad_request,
+            a_dependent_with_another_owner_outlives_one_owner,
+            of_concurrent_updates_from_one_version_exactly_one_wins
         );
     };
     (@each $fixture:path; $($name:ident),*) => {
