@@ -1,7 +1,8 @@
 //! `knative controller`: the Serving reconcilers (Service, Configuration, Route, Revision,
 //! PodAutoscaler) on the cluster of `$KUBECONFIG`, with live configuration, metrics and optional
 //! leader election, and the autoscaler: revisions' pods scraped each second, activator stats
-//! taken on `--autoscaler-addr`, decisions every 2 s written to Deployments.
+//! taken on `--autoscaler-addr`, decisions every 2 s written to Deployments; and the Eventing
+//! reconcilers.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ use knative_serving::reconciler::route::RouteReconciler;
 use knative_serving::reconciler::service::ServiceReconciler;
 
 /// Arguments of `knative controller`.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct Args {
     /// Reconcile only this namespace (default: all namespaces).
     #[arg(long)]
@@ -43,6 +44,14 @@ pub struct Args {
     /// activator's `--autoscaler-url` here).
     #[arg(long, default_value = "0.0.0.0:8085")]
     autoscaler_addr: SocketAddr,
+    /// Eventing: the base URL of the broker ingress (Brokers are addressed
+    /// `<url>/<namespace>/<name>`); default: Knative's in-cluster `broker-ingress` Service.
+    #[arg(long)]
+    broker_ingress_url: Option<String>,
+    /// Eventing: the base URL of the in-memory channel dispatcher; default: Knative's
+    /// in-cluster `imc-dispatcher` Service.
+    #[arg(long)]
+    imc_dispatcher_url: Option<String>,
 }
 
 /// Runs `knative controller` until SIGTERM or Ctrl-C.
@@ -94,6 +103,13 @@ async fn controller(args: Args) -> anyhow::Result<()> {
     let route_watches = route.watches(client.clone(), ns.clone());
     let revision_client = client.clone();
     let revision_ns = ns.clone();
+    let eventing = tokio::spawn(run_eventing(
+        client.clone(),
+        args.clone(),
+        store.clone(),
+        metrics.clone(),
+        identity.clone(),
+    ));
     let results = futures::future::join5(
         prepare(
             &client,
@@ -144,6 +160,175 @@ async fn controller(args: Args) -> anyhow::Result<()> {
     results.2?;
     results.3?;
     results.4?;
+    eventing.await??;
+    Ok(())
+}
+
+/// The Eventing reconcilers (Broker, Trigger, Channel, InMemoryChannel, Subscription,
+/// Sequence, Parallel, the sources and SinkBinding), each with the watches of its children.
+async fn run_eventing(
+    client: kube::Client,
+    args: Args,
+    store: ConfigStore,
+    metrics: Metrics,
+    identity: String,
+) -> Result<(), knative_core::leader::Error> {
+    let (client, args, store, metrics, identity) = (&client, &args, &store, &metrics, &*identity);
+    use knative_eventing::apis::{
+        ApiServerSource, ContainerSource, InMemoryChannel, Parallel, Sequence, Subscription,
+    };
+    use knative_eventing::reconciler::broker::{BrokerIngress, BrokerReconciler};
+    use knative_eventing::reconciler::channel::{
+        ChannelDispatcher, ChannelReconciler, InMemoryChannelReconciler,
+    };
+    use knative_eventing::reconciler::flows::{ParallelReconciler, SequenceReconciler};
+    use knative_eventing::reconciler::owns;
+    use knative_eventing::reconciler::sources::{
+        AdapterImages, ApiServerSourceReconciler, ContainerSourceReconciler, PingSourceReconciler,
+        SinkBindingReconciler,
+    };
+    use knative_eventing::reconciler::subscription::SubscriptionReconciler;
+    use knative_eventing::reconciler::trigger::TriggerReconciler;
+    type Run = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), knative_core::leader::Error>> + Send>,
+    >;
+
+    let ns = args.namespace.clone();
+    let c = client.clone();
+    let ingress = args
+        .broker_ingress_url
+        .clone()
+        .map_or_else(BrokerIngress::default, BrokerIngress::Url);
+    let dispatcher = args
+        .imc_dispatcher_url
+        .clone()
+        .map_or_else(ChannelDispatcher::default, ChannelDispatcher::Url);
+    let images = AdapterImages::default();
+    let runs: Vec<Run> =
+        vec![
+            Box::pin(
+                prepare(
+                    client,
+                    args,
+                    store,
+                    metrics,
+                    identity,
+                    BrokerReconciler::new(ingress),
+                )
+                .run(),
+            ),
+            Box::pin(
+                prepare(
+                    client,
+                    args,
+                    store,
+                    metrics,
+                    identity,
+                    TriggerReconciler::new(),
+                )
+                .run_with(TriggerReconciler::watches(c.clone(), ns.clone())),
+            ),
+            Box::pin(
+                prepare(client, args, store, metrics, identity, ChannelReconciler)
+                    .run_with(owns::<_, InMemoryChannel>(c.clone(), ns.clone())),
+            ),
+            Box::pin(
+                prepare(
+                    client,
+                    args,
+                    store,
+                    metrics,
+                    identity,
+                    InMemoryChannelReconciler::new(dispatcher),
+                )
+                .run(),
+            ),
+            Box::pin(
+                prepare(
+                    client,
+                    args,
+                    store,
+                    metrics,
+                    identity,
+                    SubscriptionReconciler,
+                )
+                .run(),
+            ),
+            Box::pin(
+                prepare(client, args, store, metrics, identity, SequenceReconciler).run_with({
+                    let (subs, imcs) = (
+                        owns::<Sequence, Subscription>(c.clone(), ns.clone()),
+                        owns::<Sequence, InMemoryChannel>(c.clone(), ns.clone()),
+                    );
+                    move |x| imcs(subs(x))
+                }),
+            ),
+            Box::pin(
+                prepare(client, args, store, metrics, identity, ParallelReconciler).run_with({
+                    let (subs, imcs) = (
+                        owns::<Parallel, Subscription>(c.clone(), ns.clone()),
+                        owns::<Parallel, InMemoryChannel>(c.clone(), ns.clone()),
+                    );
+                    move |x| imcs(subs(x))
+                }),
+            ),
+            Box::pin(
+                prepare(
+                    client,
+                    args,
+                    store,
+                    metrics,
+                    identity,
+                    PingSourceReconciler::new(images.clone()),
+                )
+                .run_with(owns::<_, k8s_openapi::api::apps::v1::Deployment>(
+                    c.clone(),
+                    ns.clone(),
+                )),
+            ),
+            Box::pin(
+                prepare(
+                    client,
+                    args,
+                    store,
+                    metrics,
+                    identity,
+                    ApiServerSourceReconciler::new(images),
+                )
+                .run_with(owns::<
+                    ApiServerSource,
+                    k8s_openapi::api::apps::v1::Deployment,
+                >(c.clone(), ns.clone())),
+            ),
+            Box::pin(
+                prepare(
+                    client,
+                    args,
+                    store,
+                    metrics,
+                    identity,
+                    ContainerSourceReconciler,
+                )
+                .run_with(owns::<
+                    ContainerSource,
+                    k8s_openapi::api::apps::v1::Deployment,
+                >(c.clone(), ns.clone())),
+            ),
+            Box::pin(
+                prepare(
+                    client,
+                    args,
+                    store,
+                    metrics,
+                    identity,
+                    SinkBindingReconciler,
+                )
+                .run(),
+            ),
+        ];
+    for result in futures::future::join_all(runs).await {
+        result?;
+    }
     Ok(())
 }
 

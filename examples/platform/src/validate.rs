@@ -1,5 +1,6 @@
 //! `knative validate`: the Knative objects of YAML files checked offline, exactly as the
-//! admission webhook checks them (`knative_serving::webhook::check_yaml`).
+//! admission webhook checks them (`knative_serving::webhook::check_yaml`); Eventing kinds as
+//! Knative Eventing's webhook does (`knative_eventing::apis::check::check_yaml`).
 //!
 //! ```text
 //! $ knative validate -f service.yaml -f -
@@ -66,8 +67,16 @@ fn validate(
         };
         match webhook::check_yaml(&text, &defaults) {
             Ok(documents) => {
+                let eventing = knative_eventing::apis::check::check_yaml(
+                    &text,
+                    &knative_eventing::apis::Defaults::default(),
+                );
                 for document in &documents {
-                    if !report(document, out)? {
+                    let passed = match eventing.get(document.index).and_then(Option::as_ref) {
+                        Some(outcome) => report_eventing(document, outcome, out)?,
+                        None => report(document, out)?,
+                    };
+                    if !passed {
                         code = code.max(INVALID);
                     }
                 }
@@ -123,6 +132,33 @@ fn report(document: &Document, out: &mut impl Write) -> std::io::Result<bool> {
             validation: Err(error),
             ..
         } => {
+            writeln!(out, "invalid  {what}")?;
+            for line in error.to_string().lines() {
+                writeln!(out, "    {line}")?;
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// Writes what was found about one document of an Eventing kind; returns whether it is valid.
+fn report_eventing(
+    document: &Document,
+    outcome: &Result<serde_json::Value, knative_eventing::apis::FieldError>,
+    out: &mut impl Write,
+) -> std::io::Result<bool> {
+    let what = format!(
+        "{} {} {}",
+        document.api_version,
+        document.kind,
+        document.qualified_name()
+    );
+    match outcome {
+        Ok(_) => {
+            writeln!(out, "ok  {what}")?;
+            Ok(true)
+        }
+        Err(error) => {
             writeln!(out, "invalid  {what}")?;
             for line in error.to_string().lines() {
                 writeln!(out, "    {line}")?;

@@ -89,3 +89,16 @@ where
     typed.validate()?;
     serde_json::to_value(&typed).map_err(|e| FieldError::new(e.to_string(), [""]))
 }
+
+/// [`check`] on every document of a YAML stream, by position (empty documents count): `None`
+/// where a document is not of an Eventing kind (or not YAML: the caller reports that).
+pub fn check_yaml(yaml: &str, defaults: &Defaults) -> Vec<Option<Result<Value, FieldError>>> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|document| {
+            Value::deserialize(document)
+                .ok()
+                .and_then(|object| check(&object, defaults))
+        })
+        .collect()
+}
