@@ -118,6 +118,21 @@ pub(crate) fn prepare_update(
             "the object has been modified; please apply your changes to the latest version and try again",
         ));
     }
+    if let Some(uid) = new["metadata"]["uid"]
+        .as_str()
+        .filter(|uid| !uid.is_empty())
+        && Some(uid) != old["metadata"]["uid"].as_str()
+    {
+        return Err(ApiError::conflict(
+            &rt.group,
+            &rt.plural,
+            &name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                old["metadata"]["uid"].as_str().unwrap_or("")
+            ),
+        ));
+    }
     let mut next = match endpoint {
         Endpoint::Status => {
             let mut next = old.clone();
@@ -589,6 +604,23 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!((err.code, err.reason), (409, "Conflict"));
+    }
+
+    #[test]
+    fn an_update_carrying_another_uid_conflicts() {
+        let old = created(1);
+        let mut new = old.clone();
+        new["metadata"]["uid"] = json!("someone-else");
+        let err = prepare_update(
+            &rt("apps", "deployments"),
+            "v1",
+            &old,
+            new,
+            Endpoint::Main,
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 409);
     }
 
     #[test]

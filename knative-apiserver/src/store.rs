@@ -92,7 +92,8 @@ type ObjKey = (String, String);
 
 struct Inner {
     rv: u64,
-    registry: Registry,
+    /// Shared with requests in flight; CRD changes copy it.
+    registry: Arc<Registry>,
     objects: BTreeMap<TypeKey, BTreeMap<ObjKey, Value>>,
     uids: HashMap<String, (TypeKey, ObjKey)>,
     history: VecDeque<Arc<Change>>,
@@ -110,7 +111,7 @@ impl Store {
     pub(crate) fn open(dir: Option<&Path>, history_capacity: usize) -> Result<Self, String> {
         let mut inner = Inner {
             rv: 0,
-            registry: Registry::builtin(),
+            registry: Arc::new(Registry::builtin()),
             objects: BTreeMap::new(),
             uids: HashMap::new(),
             history: VecDeque::new(),
@@ -156,8 +157,8 @@ impl Store {
         Ok(())
     }
 
-    /// The registry of served kinds (a copy: CRDs change it).
-    pub(crate) fn registry(&self) -> Registry {
+    /// The registry of served kinds as it is now.
+    pub(crate) fn registry(&self) -> Arc<Registry> {
         self.lock().registry.clone()
     }
 
@@ -196,7 +197,7 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
     }
 
-    /// Objects of a type (in one namespace, or all), in key order, after `start` (exclusive),
+    /// The objects of a type (in one namespace, or all) that pass `filter`, in key order,
     /// with the resourceVersion of the snapshot.
     pub(crate) fn list(
         &self,
@@ -425,7 +426,7 @@ impl Inner {
             .unwrap_or_default();
         for crd in crds {
             if let Ok(rt) = resources::from_crd(&crd) {
-                self.registry.set_custom(&rt.key(), Some(rt));
+                Arc::make_mut(&mut self.registry).set_custom(&rt.key(), Some(rt));
             }
         }
         let services = self.objects.get("/services").map(|s| s.len()).unwrap_or(0);
@@ -730,7 +731,7 @@ impl Inner {
                         tracing::warn!(error = %e, "cannot delete a custom resource of a deleted CRD");
                     }
                 }
-                self.registry.set_custom(&rt.key(), None);
+                Arc::make_mut(&mut self.registry).set_custom(&rt.key(), None);
             }
         }
     }
@@ -880,7 +881,7 @@ impl Inner {
             if type_key == crd_key()
                 && let Ok(rt) = resources::from_crd(&object)
             {
-                self.registry.set_custom(&rt.key(), Some(rt));
+                Arc::make_mut(&mut self.registry).set_custom(&rt.key(), Some(rt));
             }
         }
         let change = Arc::new(Change {
