@@ -49,7 +49,7 @@ impl Upstream {
                         async move { Ok::<_, Infallible>(server.handle(req).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }
@@ -64,7 +64,7 @@ impl Upstream {
 
     async fn handle(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
         self.requests.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -89,6 +89,31 @@ impl Upstream {
                     notified.await;
                 }
                 text("released")
+            }
+            "/upgrade" if req.headers().get("upgrade").is_some_and(|u| u == "echo") => {
+                // An echo protocol over the upgraded connection.
+                let upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    let Ok(upgraded) = upgrade.await else {
+                        return;
+                    };
+                    let mut io = TokioIo::new(upgraded);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut response = text("");
+                *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                response
+                    .headers_mut()
+                    .insert("connection", "upgrade".parse().unwrap());
+                response
+                    .headers_mut()
+                    .insert("upgrade", "echo".parse().unwrap());
+                response
             }
             "/echo" => {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
@@ -264,6 +289,36 @@ async fn request_bodies_stream_through_both_ways() {
     let echoed = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(echoed.len(), payload.len());
     assert!(echoed == payload);
+    queue.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_is_tunnelled_to_the_user_container() {
+    let (_upstream, user) = Upstream::start().await;
+    let queue = start(config_for(user)).await;
+    let mut stream = TcpStream::connect(queue.main).await.unwrap();
+    stream
+        .write_all(
+            b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "the head ends");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for message in [&b"ping"[..], b"a longer message"] {
+        stream.write_all(message).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, message);
+    }
+    drop(stream);
     queue.stop().await.unwrap();
 }
 

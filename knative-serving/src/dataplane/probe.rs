@@ -227,10 +227,15 @@ fn port(port: &IntOrString, user_port: u16, field: &str) -> Result<u16, ProbeCon
 /// Runs the user container's readiness probes. Cloning shares the connection pool.
 #[derive(Clone, Debug)]
 pub struct Readiness {
-    probes: std::sync::Arc<[ReadinessProbe]>,
+    inner: std::sync::Arc<ReadinessInner>,
+}
+
+#[derive(Debug)]
+struct ReadinessInner {
+    probes: Vec<ReadinessProbe>,
     client: Client<HttpConnector, Empty<Bytes>>,
     // One check at a time: a burst of probe requests must not become a burst of probes.
-    running: std::sync::Arc<tokio::sync::Mutex<()>>,
+    running: tokio::sync::Mutex<()>,
 }
 
 impl Readiness {
@@ -243,16 +248,18 @@ impl Readiness {
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         Self {
-            probes: probes.into(),
-            client,
-            running: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            inner: std::sync::Arc::new(ReadinessInner {
+                probes,
+                client,
+                running: tokio::sync::Mutex::new(()),
+            }),
         }
     }
 
     /// Whether the user container is ready now.
     pub async fn check(&self) -> bool {
-        let _running = self.running.lock().await;
-        for probe in self.probes.iter() {
+        let _running = self.inner.running.lock().await;
+        for probe in &self.inner.probes {
             if !self.run(probe).await {
                 return false;
             }
@@ -310,7 +317,7 @@ impl Readiness {
                     for (name, value) in headers {
                         request_headers.append(name.clone(), value.clone());
                     }
-                    match self.client.request(req).await {
+                    match self.inner.client.request(req).await {
                         Ok(response) => {
                             let status = response.status().as_u16();
                             (200..400).contains(&status)

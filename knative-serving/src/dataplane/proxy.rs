@@ -4,8 +4,10 @@
 //! backend's response, streaming both bodies. It does what Go's `httputil.ReverseProxy` does for
 //! Knative's data plane: it rewrites the request URI to the backend, removes hop-by-hop headers
 //! (RFC 9110 §7.6.1) in both directions and keeps the client's `Host`, so the user container sees
-//! the host the client asked for. Connections are pooled and kept alive (HTTP/1.1), and requests
-//! that arrived over HTTP/2 can go on over h2c (prior knowledge) as Knative's auto transport does.
+//! the host the client asked for. An HTTP/1.1 upgrade (WebSocket) that the backend accepts
+//! becomes a tunnel between the two connections. Connections are pooled and kept alive
+//! (HTTP/1.1), and requests that arrived over HTTP/2 can go on over h2c (prior knowledge) as
+//! Knative's auto transport does.
 //!
 //! When forwarding fails, [`ProxyError`] says why and maps to the status a proxy answers with:
 //! `502 Bad Gateway` when the backend cannot be reached or breaks the exchange, `504 Gateway
@@ -34,6 +36,7 @@ use std::any::Any;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,8 +46,9 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 /// A boxed error, as bodies and services of the data plane carry them.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -53,6 +57,12 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// shared), so one `Forwarder` serves a whole process.
 #[derive(Clone, Debug)]
 pub struct Forwarder {
+    // One allocation shared by every clone: a proxy clones its forwarder per request.
+    inner: Arc<Clients>,
+}
+
+#[derive(Debug)]
+struct Clients {
     http1: Client<HttpConnector, ForwardBody>,
     h2c: Option<Client<HttpConnector, ForwardBody>>,
     protocol: UpstreamProtocol,
@@ -194,9 +204,11 @@ impl Forwarder {
                 .build(connector)
         });
         Self {
-            http1,
-            h2c,
-            protocol: options.protocol,
+            inner: Arc::new(Clients {
+                http1,
+                h2c,
+                protocol: options.protocol,
+            }),
         }
     }
 
@@ -216,7 +228,8 @@ impl Forwarder {
         B::Error: Into<BoxError>,
     {
         let (mut parts, body) = req.into_parts();
-        let use_h2c = match self.protocol {
+        let clients = &*self.inner;
+        let use_h2c = match clients.protocol {
             UpstreamProtocol::Http1 => false,
             UpstreamProtocol::H2c => true,
             UpstreamProtocol::Auto => parts.version == Version::HTTP_2,
@@ -228,24 +241,73 @@ impl Forwarder {
             parts.headers.insert(header::HOST, host);
         }
         parts.uri = backend_uri(&parts.uri, target)?;
+        // An HTTP/1.1 upgrade (WebSocket) keeps its Upgrade header and becomes a tunnel.
+        let upgrade = upgrade_protocol(&parts.headers);
+        let client_upgrade = upgrade
+            .as_ref()
+            .and_then(|_| parts.extensions.remove::<OnUpgrade>());
         strip_hop_by_hop(&mut parts.headers, true);
-        let client = match (use_h2c, &self.h2c) {
+        let client = match (use_h2c && upgrade.is_none(), &clients.h2c) {
             (true, Some(h2c)) => {
                 parts.version = Version::HTTP_2;
                 h2c
             }
             _ => {
                 parts.version = Version::HTTP_11;
-                &self.http1
+                &clients.http1
             }
         };
+        if let Some(protocol) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
         let request = Request::from_parts(parts, ForwardBody::from_body(body));
         let mut response = client
             .request(request)
             .await
             .map_err(|error| classify(error, target))?;
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let agreed = switching
+            .then(|| response.headers().get(header::UPGRADE).cloned())
+            .flatten();
         strip_hop_by_hop(response.headers_mut(), false);
+        if let (Some(protocol), Some(client_upgrade)) = (agreed, client_upgrade) {
+            let backend_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_upgrade, backend_upgrade));
+            let headers = response.headers_mut();
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol);
+        }
         Ok(response)
+    }
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Copies bytes both ways between an upgraded client connection and the backend's.
+async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
+    let (client, backend) = match tokio::try_join!(client, backend) {
+        Ok(both) => both,
+        Err(error) => {
+            tracing::debug!(%error, "upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        tracing::debug!(%error, "upgraded connection ended with an error");
     }
 }
 
