@@ -1,15 +1,16 @@
 //! CloudEvents over HTTP: decoding requests and responses, encoding outgoing events.
 //!
-//! Decoding and the binary-mode header mapping are the `cloudevents-sdk` crate's HTTP binding
-//! (`cloudevents::binding::http`, built on `http` 1, so it serves hyper 1 directly); this module
-//! adds the checks the SDK leaves out and turns its errors into clear 400 reasons.
+//! Decoding is the `cloudevents-sdk` crate's HTTP binding (`cloudevents::binding::http::to_event`,
+//! built on `http` 1, so it serves hyper 1 directly); this module adds the checks the SDK leaves
+//! out and turns its errors into clear 400 reasons. Encoding maps the SDK's `Event` attributes to
+//! headers directly (see [`encode`]), and uses the SDK's serde form for structured mode.
 
 use bytes::Bytes;
-use cloudevents::binding::http::builder::Builder;
-use cloudevents::binding::http::{Serializer, to_event};
-use cloudevents::message::{BinaryDeserializer, Error as MessageError};
-use cloudevents::{AttributesReader, Event};
-use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use cloudevents::binding::http::to_event;
+use cloudevents::event::AttributeValue;
+use cloudevents::message::Error as MessageError;
+use cloudevents::{AttributesReader, Data, Event};
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 /// The HTTP content mode an event is sent in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -48,7 +49,7 @@ pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<Event, DecodeError> {
         return Err(DecodeError::NotAnEvent);
     }
     let event =
-        to_event(headers, body.to_vec()).map_err(|e| DecodeError::Malformed(message(&e)))?;
+        to_event(headers, Vec::from(body)).map_err(|e| DecodeError::Malformed(message(&e)))?;
     for (name, value) in [("id", event.id()), ("type", event.ty())] {
         if value.is_empty() {
             return Err(DecodeError::EmptyAttribute(name));
@@ -73,10 +74,7 @@ pub fn carries_event(headers: &HeaderMap) -> bool {
 /// attribute cannot be a header value (non-ASCII text), so no event is unsendable.
 pub fn encode(event: &Event, mode: ContentMode) -> (HeaderMap, Bytes) {
     if mode == ContentMode::Binary
-        && let Ok(encoded) = BinaryDeserializer::deserialize_binary(
-            event.clone(),
-            Serializer::new(Collect::default()),
-        )
+        && let Some(encoded) = encode_binary(event)
     {
         return encoded;
     }
@@ -88,6 +86,62 @@ pub fn encode(event: &Event, mode: ContentMode) -> (HeaderMap, Bytes) {
     // An `Event` always serialises: its attributes are typed and its data is JSON, text or bytes.
     let body = serde_json::to_vec(event).unwrap_or_default();
     (headers, Bytes::from(body))
+}
+
+/// The binary-mode mapping of the CloudEvents HTTP binding, over the SDK's attribute iterators
+/// (the SDK's own `Serializer` does the same through `Rc<RefCell<dyn Builder>>` and a clone of
+/// the event; this is the hot path of every data plane). `None` when a value is not visible
+/// ASCII, which receivers could not read back.
+fn encode_binary(event: &Event) -> Option<(HeaderMap, Bytes)> {
+    let mut headers = HeaderMap::with_capacity(8);
+    let mut text = String::new();
+    for (name, value) in event.iter_attributes() {
+        let header = match name {
+            "specversion" => HeaderName::from_static("ce-specversion"),
+            "id" => HeaderName::from_static("ce-id"),
+            "source" => HeaderName::from_static("ce-source"),
+            "type" => HeaderName::from_static("ce-type"),
+            "subject" => HeaderName::from_static("ce-subject"),
+            "time" => HeaderName::from_static("ce-time"),
+            "dataschema" => HeaderName::from_static("ce-dataschema"),
+            "datacontenttype" => CONTENT_TYPE,
+            other => HeaderName::from_bytes(format!("ce-{other}").as_bytes()).ok()?,
+        };
+        headers.insert(header, header_value(&value, &mut text)?);
+    }
+    for (name, value) in event.iter_extensions() {
+        let header = HeaderName::from_bytes(format!("ce-{name}").as_bytes()).ok()?;
+        headers.insert(
+            header,
+            header_value(&AttributeValue::from(value), &mut text)?,
+        );
+    }
+    let body = match event.data() {
+        None => Bytes::new(),
+        Some(Data::Binary(bytes)) => Bytes::copy_from_slice(bytes),
+        Some(Data::String(s)) => Bytes::copy_from_slice(s.as_bytes()),
+        Some(Data::Json(json)) => Bytes::from(serde_json::to_vec(json).ok()?),
+    };
+    Some((headers, body))
+}
+
+fn header_value(value: &AttributeValue<'_>, text: &mut String) -> Option<HeaderValue> {
+    use std::fmt::Write as _;
+    let value = match value {
+        AttributeValue::String(s) => *s,
+        other => {
+            text.clear();
+            write!(text, "{other}").ok()?;
+            text.as_str()
+        }
+    };
+    if !value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return None;
+    }
+    HeaderValue::from_str(value).ok()
 }
 
 /// Encodes an event as structured JSON, the form durable channels store.
@@ -104,36 +158,6 @@ fn message(error: &MessageError) -> String {
     match error {
         MessageError::Other { source } => source.to_string(),
         other => other.to_string(),
-    }
-}
-
-/// Collects what the SDK's serializer emits into a header map and a body.
-#[derive(Default)]
-struct Collect {
-    headers: HeaderMap,
-    /// A value that is not visible ASCII: receivers (this SDK included) cannot read it back.
-    opaque: bool,
-}
-
-impl Builder<(HeaderMap, Bytes)> for Collect {
-    fn header(&mut self, key: &str, value: HeaderValue) {
-        self.opaque |= value.to_str().is_err();
-        if let Ok(name) = http::header::HeaderName::from_bytes(key.as_bytes()) {
-            self.headers.insert(name, value);
-        }
-    }
-
-    fn body(&mut self, bytes: Vec<u8>) -> cloudevents::message::Result<(HeaderMap, Bytes)> {
-        if self.opaque {
-            return Err(MessageError::Other {
-                source: "an attribute is not visible ASCII".into(),
-            });
-        }
-        Ok((std::mem::take(&mut self.headers), Bytes::from(bytes)))
-    }
-
-    fn finish(&mut self) -> cloudevents::message::Result<(HeaderMap, Bytes)> {
-        self.body(Vec::new())
     }
 }
 
@@ -166,6 +190,28 @@ mod tests {
             decoded.data(),
             Some(&cloudevents::Data::Binary(br#"{"n":1}"#.to_vec()))
         );
+    }
+
+    #[test]
+    fn time_and_typed_extensions_round_trip_in_binary_mode() {
+        let mut e = event();
+        e.set_extension("count", 7i64);
+        e.set_extension("flag", true);
+        cloudevents::AttributesWriter::set_time(
+            &mut e,
+            Some(
+                chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+                    .unwrap()
+                    .with_timezone(&chrono::Utc),
+            ),
+        );
+        let (headers, body) = encode(&e, ContentMode::Binary);
+        assert_eq!(headers["ce-count"], "7");
+        assert_eq!(headers["ce-flag"], "true");
+        assert_eq!(headers["ce-time"], "2026-01-02T03:04:05+00:00");
+        let decoded = decode(&headers, body).unwrap();
+        assert_eq!(decoded.time(), e.time());
+        assert_eq!(decoded.extension("count").unwrap().to_string(), "7");
     }
 
     #[test]

@@ -1,0 +1,6 @@
+//! Event sources' adapters: the processes that turn something happening into CloudEvents sent to
+//! a sink.
+//!
+//! - [`ping`]: PingSource, `dev.knative.sources.ping` on a cron schedule in a time zone.
+
+pub mod ping;
