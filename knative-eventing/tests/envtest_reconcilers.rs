@@ -126,7 +126,7 @@ async fn a_broker_and_its_trigger_become_ready_with_their_urls() {
     let client = setup().await;
     let ns = TestNamespace::create(&client, "ev-broker").await;
     let n = ns.name.clone();
-    let handles = vec![
+    let handles = [
         start::<Broker, _>(
             &client,
             &n,
@@ -179,7 +179,7 @@ async fn a_sequence_is_wired_from_channels_and_subscriptions_and_becomes_ready()
     let ns = TestNamespace::create(&client, "ev-sequence").await;
     let n = ns.name.clone();
     let some = Some(n.clone());
-    let handles = vec![
+    let handles = [
         start::<Sequence, _>(&client, &n, SequenceReconciler, {
             let (subs, imcs) = (
                 owns::<Sequence, Subscription>(client.clone(), some.clone()),

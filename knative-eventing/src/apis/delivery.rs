@@ -122,7 +122,7 @@ impl DeliverySpec {
             errs = errs.also(FieldError::err_invalid_value(retry, "retry"));
         }
         if let Some(timeout) = &self.timeout
-            && !parse_iso8601_duration(timeout).is_some_and(|d| !d.is_negative())
+            && parse_iso8601_duration(timeout).is_none_or(|d| d.is_negative())
         {
             errs = errs.also(FieldError::err_invalid_value(timeout, "timeout"));
         }
@@ -135,7 +135,7 @@ impl DeliverySpec {
             errs = errs.also(FieldError::err_invalid_value(delay, "backoffDelay"));
         }
         if let Some(max) = &self.retry_after_max
-            && !parse_iso8601_duration(max).is_some_and(|d| !d.is_negative())
+            && parse_iso8601_duration(max).is_none_or(|d| d.is_negative())
         {
             errs = errs.also(FieldError::err_invalid_value(max, "retryAfterMax"));
         }
