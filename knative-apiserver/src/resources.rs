@@ -264,7 +264,11 @@ impl Registry {
     /// Named groups (not core) with their versions, preferred first.
     fn groups(&self) -> Vec<(String, Vec<String>)> {
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for t in self.types.values().filter(|t| !t.group.is_empty()) {
+        for t in self
+            .types
+            .values()
+            .filter(|t| !t.group.is_empty() && !t.versions.is_empty())
+        {
             let versions = groups.entry(t.group.clone()).or_default();
             for v in &t.versions {
                 if !versions.contains(v) {
@@ -535,6 +539,18 @@ mod tests {
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["deployments", "deployments/status"]);
+    }
+
+    #[test]
+    fn a_crd_serving_no_version_publishes_no_group() {
+        let mut c = crd("Namespaced");
+        c["spec"]["versions"][0]["served"] = json!(false);
+        c["spec"]["versions"][1]["served"] = json!(false);
+        let mut registry = Registry::builtin();
+        let t = from_crd(&c).unwrap();
+        registry.set_custom(&t.key(), Some(t));
+        assert!(registry.group("example.com").is_none());
+        assert!(registry.lookup("example.com", "v1", "widgets").is_none());
     }
 
     #[test]

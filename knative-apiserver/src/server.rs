@@ -336,7 +336,7 @@ impl Server {
             filter,
             target,
             bookmarks,
-            initial_events_end,
+            initial_events_end: initial_events_end.then_some(start.at),
             interval,
             deadline: tokio::time::Instant::now() + timeout,
             done: false,
@@ -425,7 +425,8 @@ struct WatchState {
     filter: Filter,
     target: Target,
     bookmarks: bool,
-    initial_events_end: bool,
+    /// Set for `sendInitialEvents`: the resourceVersion of the initial-events-end bookmark.
+    initial_events_end: Option<u64>,
     interval: tokio::time::Interval,
     deadline: tokio::time::Instant,
     done: bool,
@@ -445,9 +446,7 @@ impl WatchState {
                 }
                 continue;
             }
-            if self.initial_events_end {
-                self.initial_events_end = false;
-                let rv = self.store.resource_version();
+            if let Some(rv) = self.initial_events_end.take() {
                 return Some((Ok(Frame::data(self.bookmark(rv, true))), self));
             }
             tokio::select! {

@@ -55,6 +55,8 @@ pub(crate) struct WatchStart {
     /// the history after the requested one otherwise.
     pub replay: Vec<Arc<Change>>,
     pub live: broadcast::Receiver<Arc<Change>>,
+    /// The resourceVersion the replay brings the watcher to.
+    pub at: u64,
 }
 
 /// How a deletion treats dependents.
@@ -345,7 +347,11 @@ impl Store {
                 .cloned()
                 .collect(),
         };
-        Ok(WatchStart { replay, live })
+        Ok(WatchStart {
+            replay,
+            live,
+            at: inner.rv,
+        })
     }
 
     /// The resourceVersion a bookmark may report to `live`: the latest one, once the watcher

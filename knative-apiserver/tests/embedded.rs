@@ -178,6 +178,32 @@ async fn a_watch_that_allows_bookmarks_gets_them_with_the_latest_resource_versio
 }
 
 #[tokio::test]
+async fn a_streaming_list_watcher_gets_the_initial_objects_then_changes() {
+    use kube::runtime::watcher;
+    let server = ApiServer::builder().start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    api.create(&PostParams::default(), &config_map("before"))
+        .await
+        .unwrap();
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher::watcher(api.clone(), config).boxed();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .expect("an event in time")
+            .expect("no error")
+            .expect("the watch goes on")
+    };
+    assert!(matches!(next().await, watcher::Event::Init));
+    assert!(matches!(next().await, watcher::Event::InitApply(cm) if cm.name_any() == "before"));
+    assert!(matches!(next().await, watcher::Event::InitDone));
+    api.create(&PostParams::default(), &config_map("after"))
+        .await
+        .unwrap();
+    assert!(matches!(next().await, watcher::Event::Apply(cm) if cm.name_any() == "after"));
+}
+
+#[tokio::test]
 async fn the_kubeconfig_written_at_start_reaches_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
