@@ -1,10 +1,211 @@
-//! `knative eventing` (work in progress).
+//! `knative eventing`: the eventing data planes as processes.
+//!
+//! ```text
+//! knative eventing broker    --listen ADDR --triggers FILE            ingress + filter of one Broker
+//! knative eventing channel   --listen ADDR --channel FILE             an InMemoryChannel dispatcher
+//! knative eventing jetstream --listen ADDR --channel FILE --nats URL  a durable channel on JetStream
+//! knative eventing ping      --source FILE                            a PingSource adapter
+//! ```
+//!
+//! The files hold Knative manifests (YAML, multi-document): Triggers with a resolved subscriber
+//! (`status.subscriberUri` or `spec.subscriber.uri`), a channel whose `spec.subscribers` the
+//! Subscription reconciler filled (or written by hand), a PingSource with a sink URI.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use knative_eventing::apis::eventing::trigger::Trigger;
+use knative_eventing::apis::messaging::channelable::ChannelableSpec;
+use knative_eventing::apis::sources::ping::PingSource;
+use knative_eventing::broker::{Broker, BrokerConfig, DEFAULT_TTL, TriggerRoute};
+use knative_eventing::channel::jetstream::{JetStreamChannel, JetStreamConfig, run_dispatcher};
+use knative_eventing::channel::{InMemoryChannel, SubscriptionRoute};
+use knative_eventing::delivery::Dispatcher;
+use knative_eventing::sources::ping::PingAdapter;
+use serde::Deserialize;
 
 /// Arguments of `knative eventing`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// A Broker's ingress and filter: accepts events, delivers them to matching Triggers.
+    Broker {
+        /// Where the ingress listens.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// A YAML file of Triggers (multi-document).
+        #[arg(long, value_name = "FILE")]
+        triggers: PathBuf,
+        /// The TTL of events that arrive without `knativebrokerttl`.
+        #[arg(long, default_value_t = DEFAULT_TTL)]
+        default_ttl: i64,
+        /// The most deliveries in flight before ingress pushes back.
+        #[arg(long, default_value_t = 10_000)]
+        max_in_flight: usize,
+    },
+    /// An InMemoryChannel dispatcher: fan-out to the channel's subscribers, replies forwarded.
+    Channel {
+        /// Where the ingress listens.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// A YAML file with the channel (InMemoryChannel or Channel with `spec.subscribers`).
+        #[arg(long, value_name = "FILE")]
+        channel: PathBuf,
+        /// The most deliveries in flight before ingress pushes back.
+        #[arg(long, default_value_t = 10_000)]
+        max_in_flight: usize,
+    },
+    /// A durable channel on NATS JetStream: ingress plus one dispatcher per subscriber.
+    Jetstream {
+        /// Where the ingress listens.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// A YAML file with the channel (`metadata.name` names the stream; `spec.subscribers`).
+        #[arg(long, value_name = "FILE")]
+        channel: PathBuf,
+        /// The NATS server.
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        /// Seconds JetStream waits for an acknowledgement before redelivering.
+        #[arg(long, default_value_t = 30)]
+        ack_wait_seconds: u64,
+    },
+    /// A PingSource adapter.
+    Ping {
+        /// A YAML file with the PingSource (its sink as `status.sinkUri` or `spec.sink.uri`).
+        #[arg(long, value_name = "FILE")]
+        source: PathBuf,
+    },
+}
+
+/// A channel manifest of any channel kind: only its name and subscribers matter here.
+#[derive(Debug, Deserialize)]
+struct ChannelManifest {
+    metadata: kube::api::ObjectMeta,
+    #[serde(default)]
+    spec: ChannelableSpec,
+}
 
 /// Runs `knative eventing`.
-pub fn run(_args: Args) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        match args.command {
+            Command::Broker {
+                listen,
+                triggers,
+                default_ttl,
+                max_in_flight,
+            } => {
+                let routes = read_documents::<Trigger>(&triggers)?
+                    .iter()
+                    .map(TriggerRoute::from_trigger)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let broker = Broker::new(BrokerConfig {
+                    default_ttl,
+                    max_in_flight,
+                });
+                tracing::info!(%listen, triggers = routes.len(), "broker ingress and filter");
+                broker.set_triggers(routes);
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                broker.serve(listener, shutdown()).await?;
+            }
+            Command::Channel {
+                listen,
+                channel,
+                max_in_flight,
+            } => {
+                let (_, routes) = read_channel(&channel)?;
+                let dispatcher = InMemoryChannel::new(max_in_flight);
+                tracing::info!(%listen, subscribers = routes.len(), "in-memory channel");
+                dispatcher.set_subscriptions(routes);
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                dispatcher.serve(listener, shutdown()).await?;
+            }
+            Command::Jetstream {
+                listen,
+                channel,
+                nats,
+                ack_wait_seconds,
+            } => {
+                let (name, routes) = read_channel(&channel)?;
+                let config = JetStreamConfig {
+                    ack_wait: std::time::Duration::from_secs(ack_wait_seconds),
+                    ..JetStreamConfig::new(nats, name)
+                };
+                let ingress = JetStreamChannel::connect(&config).await?;
+                for route in routes {
+                    let config = config.clone();
+                    tokio::spawn(async move {
+                        let name = route.name.clone();
+                        if let Err(e) = run_dispatcher(config, route, shutdown()).await {
+                            tracing::error!(subscription = %name, error = %e, "dispatcher stopped");
+                        }
+                    });
+                }
+                tracing::info!(%listen, stream = %config.stream_name(), "JetStream channel");
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                ingress.serve(listener, shutdown()).await?;
+            }
+            Command::Ping { source } => {
+                let sources = read_documents::<PingSource>(&source)?;
+                let mut running = tokio::task::JoinSet::new();
+                for source in &sources {
+                    let adapter = PingAdapter::from_source(source)?;
+                    tracing::info!(source = %adapter.source, sink = %adapter.sink, "ping source");
+                    running.spawn(async move { adapter.run(&Dispatcher::new(), shutdown()).await });
+                }
+                while running.join_next().await.is_some() {}
+            }
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn read_documents<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_yaml::Deserializer::from_str(&text)
+        .enumerate()
+        .map(|(i, document)| {
+            T::deserialize(document)
+                .with_context(|| format!("{}: document {}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+fn read_channel(path: &Path) -> anyhow::Result<(String, Vec<SubscriptionRoute>)> {
+    let manifest = read_documents::<ChannelManifest>(path)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{}: no channel", path.display()))?;
+    let routes = manifest
+        .spec
+        .subscribers
+        .iter()
+        .map(SubscriptionRoute::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((manifest.metadata.name.unwrap_or_default(), routes))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
