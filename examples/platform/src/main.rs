@@ -15,6 +15,7 @@ mod controller;
 mod crds;
 mod eventing;
 mod gateway;
+mod local;
 mod queue_proxy;
 mod validate;
 mod webhook;
@@ -49,6 +50,8 @@ enum Command {
     Build(build::Args),
     /// The validating and defaulting admission webhooks of the Serving kinds.
     Webhook(webhook::Args),
+    /// The whole platform on this machine: API server, reconcilers, data plane, process runtime.
+    Local(local::Args),
     /// Eventing data planes: broker, channel dispatchers and source adapters.
     Eventing(eventing::Args),
 }
@@ -68,5 +71,6 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Build(args) => build::run(args),
         Command::Eventing(args) => eventing::run(args),
         Command::Webhook(args) => webhook::run(args),
+        Command::Local(args) => local::run(args),
     }
 }
