@@ -177,7 +177,8 @@ impl Validate for Trigger {
             errs = errs.also(
                 validate_dependency_annotation(dependency, &namespace)
                     .via_key(DEPENDENCY_ANNOTATION)
-                    .via_field("metadata.annotations"),
+                    .via_field("annotations")
+                    .via_field("metadata"),
             );
         }
         errs.into_result()
