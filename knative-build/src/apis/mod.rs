@@ -33,6 +33,7 @@
 
 mod build;
 mod build_template;
+pub mod check;
 mod duration;
 mod schema;
 mod step;
