@@ -2,5 +2,8 @@
 //! a sink.
 //!
 //! - [`ping`]: PingSource, `dev.knative.sources.ping` on a cron schedule in a time zone.
+//! - [`apiserver`]: ApiServerSource, Kubernetes watch events as
+//!   `dev.knative.apiserver.{ref,resource}.{add,update,delete}`.
 
+pub mod apiserver;
 pub mod ping;
