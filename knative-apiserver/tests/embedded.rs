@@ -204,6 +204,108 @@ async fn a_streaming_list_watcher_gets_the_initial_objects_then_changes() {
 }
 
 #[tokio::test]
+async fn a_terminating_namespace_refuses_new_content_until_its_finalizers_are_done() {
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    let server = ApiServer::builder().start().await.unwrap();
+    let client = server.client();
+    create_namespace(&client, "closing").await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "closing");
+    let mut held = config_map("held");
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &held).await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client);
+    namespaces
+        .delete("closing", &DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = namespaces.get("closing").await.unwrap();
+    assert_eq!(
+        terminating.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    let refused = api
+        .create(&PostParams::default(), &config_map("late"))
+        .await;
+    assert!(
+        matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{refused:?}"
+    );
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(namespaces.get_opt("closing").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_crd_removes_its_objects_and_stops_serving_the_kind() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{ApiResource, DeleteParams, DynamicObject};
+    let server = ApiServer::builder().start().await.unwrap();
+    let client = server.client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = json!({
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "gadgets", "kind": "Gadget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true}]},
+    });
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(crd).unwrap(),
+    )
+    .await
+    .unwrap();
+    let resource = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let gadget = serde_json::from_value(
+        json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}}),
+    )
+    .unwrap();
+    gadgets
+        .create(&PostParams::default(), &gadget)
+        .await
+        .unwrap();
+    crds.delete("gadgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    let listed = gadgets.list(&ListParams::default()).await;
+    assert!(
+        matches!(listed, Err(kube::Error::Api(ref s)) if s.code == 404),
+        "{listed:?}"
+    );
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "gadgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"plural": "gadgets", "kind": "Gadget"},
+                     "versions": [{"name": "v1", "served": true, "storage": true}]},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        gadgets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn the_kubeconfig_written_at_start_reaches_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");

@@ -206,6 +206,27 @@ pub async fn of_concurrent_updates_from_one_version_exactly_one_wins(client: Cli
     assert_eq!((wins, conflicts), (1, 7));
 }
 
+pub async fn delete_collection_deletes_only_the_selected_objects(client: Client, ns: &str) {
+    let api: Api<ConfigMap> = Api::namespaced(client, ns);
+    for (name, tier) in [("a", "temp"), ("b", "keep"), ("c", "temp")] {
+        let mut cm = config_map(name, json!({}));
+        cm.metadata.labels = Some([("tier".to_string(), tier.to_string())].into());
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("tier=temp"),
+    )
+    .await
+    .unwrap();
+    let left = api
+        .list(&ListParams::default().labels("tier"))
+        .await
+        .unwrap();
+    let names: Vec<String> = left.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(names, ["b"]);
+}
+
 pub async fn getting_a_missing_object_is_404_not_found(client: Client, ns: &str) {
     let api: Api<ConfigMap> = Api::namespaced(client, ns);
     assert_eq!(
@@ -862,7 +883,8 @@ macro_rules! scenario_tests {
             a_recorder_publishes_events_k8s_io_events,
             a_malformed_body_is_400_bad_request,
             a_dependent_with_another_owner_outlives_one_owner,
-            of_concurrent_updates_from_one_version_exactly_one_wins
+            of_concurrent_updates_from_one_version_exactly_one_wins,
+            delete_collection_deletes_only_the_selected_objects
         );
     };
     (@each $fixture:path; $($name:ident),*) => {
