@@ -9,6 +9,7 @@ use std::time::Duration;
 use knative_serving::autoscaler::wire::WireStatMessages;
 use knative_serving::dataplane::activator::stats::{HttpStatSink, StatSink};
 use knative_serving::dataplane::activator::{Activator, ActivatorConfig, StaticRevision, cluster};
+use knative_serving::dataplane::proxy::{Forwarder, ForwarderOptions, UpstreamProtocol};
 
 /// Arguments of `knative activator`.
 #[derive(Debug, clap::Args)]
@@ -37,6 +38,37 @@ pub struct Args {
     /// Seconds a request waits for a backend before it gets 503.
     #[arg(long, default_value_t = 60.0)]
     queue_timeout_seconds: f64,
+    /// The protocol spoken to backends: `http1`, `h2c`, or `auto` (h2c for requests that
+    /// arrived over HTTP/2).
+    #[arg(long, default_value = "http1", value_parser = parse_protocol)]
+    upstream_protocol: UpstreamProtocol,
+    /// Worker threads: 1 runs everything on one thread; 0 uses one per CPU.
+    #[arg(long, default_value_t = 0)]
+    worker_threads: usize,
+}
+
+fn parse_protocol(value: &str) -> Result<UpstreamProtocol, String> {
+    match value {
+        "http1" => Ok(UpstreamProtocol::Http1),
+        "h2c" => Ok(UpstreamProtocol::H2c),
+        "auto" => Ok(UpstreamProtocol::Auto),
+        other => Err(format!("{other:?} is not one of http1, h2c, auto")),
+    }
+}
+
+fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
 }
 
 /// Runs `knative activator` until SIGTERM or Ctrl-C.
@@ -47,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    tokio::runtime::Runtime::new()?.block_on(activator(args))?;
+    runtime(args.worker_threads)?.block_on(activator(args))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -85,7 +117,11 @@ async fn activator(args: Args) -> anyhow::Result<()> {
         queue_timeout: Duration::from_secs_f64(args.queue_timeout_seconds),
         ..ActivatorConfig::default()
     };
-    let activator = Activator::new(config, sink);
+    let forwarder = Forwarder::with_options(ForwarderOptions {
+        protocol: args.upstream_protocol,
+        ..ForwarderOptions::default()
+    });
+    let activator = Activator::with_forwarder(config, sink, forwarder);
     let watching = if args.revisions.is_empty() {
         let client = kube::Client::try_default().await?;
         tracing::info!(namespace = ?args.namespace, "backends from the cluster's private Endpoints");

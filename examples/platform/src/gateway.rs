@@ -10,6 +10,7 @@ use knative_core::reconciler::{Driver, DriverOptions};
 use knative_serving::apis::Ingress;
 use knative_serving::dataplane::gateway::cluster::{ClusterResolver, IngressReconciler};
 use knative_serving::dataplane::gateway::{CompiledIngress, Gateway, RouteTable, StaticResolver};
+use knative_serving::dataplane::proxy::{Forwarder, ForwarderOptions, UpstreamProtocol};
 
 /// Arguments of `knative gateway`.
 #[derive(Debug, clap::Args)]
@@ -18,12 +19,12 @@ pub struct Args {
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
     /// A YAML file of Ingresses (`networking.internal.knative.dev/v1alpha1`, multi-document)
-    /// to serve without a cluster; their backends come from `--service`. Repeatable.
+    /// to serve without a cluster; their backends come from `--endpoints`. Repeatable.
     #[arg(long = "ingress", value_name = "FILE")]
     ingresses: Vec<std::path::PathBuf>,
     /// Static endpoints of a Service port named by the Ingresses:
     /// `namespace/name:port=host:port,...`. Repeatable.
-    #[arg(long = "service", value_name = "SERVICE")]
+    #[arg(long = "endpoints", alias = "service", value_name = "ENDPOINTS")]
     services: Vec<String>,
     /// A shorthand route without a file: `HOST=host:port,...` sends every request for HOST to
     /// those endpoints. Repeatable.
@@ -47,6 +48,37 @@ pub struct Args {
         default_value = "knative-gateway.knative-serving.svc.cluster.local"
     )]
     private_load_balancer: String,
+    /// The protocol spoken to backends: `http1`, `h2c`, or `auto` (h2c for requests that
+    /// arrived over HTTP/2).
+    #[arg(long, default_value = "http1", value_parser = parse_protocol)]
+    upstream_protocol: UpstreamProtocol,
+    /// Worker threads: 1 runs everything on one thread; 0 uses one per CPU.
+    #[arg(long, default_value_t = 0)]
+    worker_threads: usize,
+}
+
+fn parse_protocol(value: &str) -> Result<UpstreamProtocol, String> {
+    match value {
+        "http1" => Ok(UpstreamProtocol::Http1),
+        "h2c" => Ok(UpstreamProtocol::H2c),
+        "auto" => Ok(UpstreamProtocol::Auto),
+        other => Err(format!("{other:?} is not one of http1, h2c, auto")),
+    }
+}
+
+fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
 }
 
 /// Runs `knative gateway` until SIGTERM or Ctrl-C.
@@ -57,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    tokio::runtime::Runtime::new()?.block_on(gateway(args))?;
+    runtime(args.worker_threads)?.block_on(gateway(args))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -66,7 +98,7 @@ async fn gateway(args: Args) -> anyhow::Result<()> {
     if args.ingresses.is_empty() && args.routes.is_empty() {
         anyhow::ensure!(
             args.services.is_empty(),
-            "--service needs --ingress files to route to it"
+            "--endpoints needs --ingress files to route to it"
         );
         return cluster(args, listener).await;
     }
@@ -103,7 +135,7 @@ async fn gateway(args: Args) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--route {route:?}: {e}"))?,
         );
     }
-    let gateway = Gateway::new(Arc::new(resolver));
+    let gateway = Gateway::with_forwarder(Arc::new(resolver), forwarder(&args));
     let table = RouteTable::new(&compiled);
     tracing::info!(listen = %args.listen, hosts = ?table.hosts().collect::<Vec<_>>(), "gateway serving static routes");
     gateway.set_routes(table);
@@ -115,7 +147,7 @@ async fn cluster(args: Args, listener: tokio::net::TcpListener) -> anyhow::Resul
     let client = kube::Client::try_default().await?;
     let (resolver, watching) = ClusterResolver::start(client.clone(), args.namespace.as_deref());
     let watching = tokio::spawn(watching);
-    let gateway = Gateway::new(resolver);
+    let gateway = Gateway::with_forwarder(resolver, forwarder(&args));
     let reconciler = IngressReconciler::new(
         Arc::clone(&gateway),
         args.ingress_class.clone(),
@@ -134,6 +166,13 @@ async fn cluster(args: Args, listener: tokio::net::TcpListener) -> anyhow::Resul
     let _ = driver.await;
     watching.abort();
     Ok(())
+}
+
+fn forwarder(args: &Args) -> Forwarder {
+    Forwarder::with_options(ForwarderOptions {
+        protocol: args.upstream_protocol,
+        ..ForwarderOptions::default()
+    })
 }
 
 fn ingress_name(ingress: &Ingress) -> String {
@@ -160,15 +199,15 @@ fn parse_service(spec: &str) -> anyhow::Result<(String, String, String, Vec<Sock
     let usage = "expected namespace/name:port=host:port,...";
     let (service, endpoints) = spec
         .split_once('=')
-        .ok_or_else(|| anyhow::anyhow!("--service {spec:?}: {usage}"))?;
+        .ok_or_else(|| anyhow::anyhow!("--endpoints {spec:?}: {usage}"))?;
     let (service, port) = service
         .rsplit_once(':')
-        .ok_or_else(|| anyhow::anyhow!("--service {spec:?}: no port: {usage}"))?;
+        .ok_or_else(|| anyhow::anyhow!("--endpoints {spec:?}: no port: {usage}"))?;
     let (namespace, name) = service
         .split_once('/')
-        .ok_or_else(|| anyhow::anyhow!("--service {spec:?}: no namespace: {usage}"))?;
+        .ok_or_else(|| anyhow::anyhow!("--endpoints {spec:?}: no namespace: {usage}"))?;
     let endpoints =
-        parse_endpoints(endpoints).map_err(|e| anyhow::anyhow!("--service {spec:?}: {e}"))?;
+        parse_endpoints(endpoints).map_err(|e| anyhow::anyhow!("--endpoints {spec:?}: {e}"))?;
     Ok((
         namespace.to_owned(),
         name.to_owned(),

@@ -196,13 +196,21 @@ impl ConcurrencyReporter {
     pub fn request_in(&self, revision: &RevisionKey, now: Instant) {
         let first = {
             let mut revisions = self.lock();
-            let first = !revisions.contains_key(revision);
-            let entry = revisions.entry(revision.clone()).or_insert_with(|| Entry {
-                stats: RequestStats::new(now),
-                reported_first: first,
-            });
-            entry.stats.request_in(now);
-            first
+            if let Some(entry) = revisions.get_mut(revision) {
+                entry.stats.request_in(now);
+                false
+            } else {
+                let mut stats = RequestStats::new(now);
+                stats.request_in(now);
+                revisions.insert(
+                    revision.clone(),
+                    Entry {
+                        stats,
+                        reported_first: true,
+                    },
+                );
+                true
+            }
         };
         if first {
             self.sink.push(WireStatMessages {

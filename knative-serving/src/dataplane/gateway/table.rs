@@ -1,5 +1,6 @@
 //! The routing table compiled from Ingresses (pure: no I/O, no clock, randomness passed in).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -62,7 +63,7 @@ impl CompiledIngress {
             }
             let paths = Arc::new(paths);
             for host in &rule.hosts {
-                hosts.push((normalize_host(host), Arc::clone(&paths)));
+                hosts.push((normalize_host(host).into_owned(), Arc::clone(&paths)));
             }
         }
         Ok(Self { key, hosts })
@@ -139,7 +140,7 @@ fn header_pairs(
 }
 
 /// Hosts compare without case, without a port and without a trailing dot.
-fn normalize_host(host: &str) -> String {
+fn normalize_host(host: &str) -> Cow<'_, str> {
     let host = if let Some(end) = host.strip_prefix('[').and_then(|h| h.find(']')) {
         &host[..end + 2]
     } else {
@@ -148,7 +149,12 @@ fn normalize_host(host: &str) -> String {
             _ => host,
         }
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// Every host's paths, from all Ingresses; swapped whole when an Ingress changes.
@@ -196,7 +202,7 @@ impl RouteTable {
         headers: &HeaderMap,
         roll: f64,
     ) -> Option<RouteMatch<'_>> {
-        let candidates = self.hosts.get(&normalize_host(host))?;
+        let candidates = self.hosts.get(normalize_host(host).as_ref())?;
         let matched = candidates.iter().flat_map(|paths| paths.iter()).find(|p| {
             path.starts_with(&p.prefix)
                 && p.headers
