@@ -368,3 +368,30 @@ async fn a_parallel_fans_out_through_filter_and_subscriber_subscriptions() {
     );
     assert_eq!(par.status.unwrap().branch_statuses.len(), 2);
 }
+
+#[tokio::test]
+async fn removing_a_step_deletes_its_channel_and_subscription() {
+    let api = RecordingApi::new();
+    api.seed(&object::<Sequence>(
+        "flows.knative.dev/v1",
+        "Sequence",
+        "seq",
+        json!({"steps": [svc("first"), svc("second")]}),
+    ));
+    let _: Sequence = reconcile(&api, SequenceReconciler, "seq").await;
+    let mut seq = api.get::<Sequence>(NS, "seq").unwrap();
+    seq.spec.steps.truncate(1);
+    api.seed(&seq);
+    let _: Sequence = reconcile(&api, SequenceReconciler, "seq").await;
+    assert!(
+        api.get::<InMemoryChannel>(NS, "seq-kn-sequence-1")
+            .is_none()
+    );
+    assert!(api.get::<Subscription>(NS, "seq-kn-sequence-1").is_none());
+    assert!(api.get::<Subscription>(NS, "seq-kn-sequence-0").is_some());
+    let last = api.get::<Subscription>(NS, "seq-kn-sequence-0").unwrap();
+    assert_eq!(
+        last.spec.reply, None,
+        "the last step now replies to the Sequence's reply"
+    );
+}

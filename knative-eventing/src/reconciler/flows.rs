@@ -11,8 +11,8 @@
 //!   to the branch's subscriber replying to the branch's (else the Parallel's) `reply`. The
 //!   Parallel's address is the ingress channel's.
 //!
-//! Every child is controlled by the flow; `ChannelsReady` and `SubscriptionsReady` are True
-//! when all of them are Ready.
+//! Every child is controlled by the flow; children of removed steps or branches are deleted.
+//! `ChannelsReady` and `SubscriptionsReady` are True when all of them are Ready.
 
 use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -20,7 +20,7 @@ use knative_core::apis::{
     Addressable, Condition, ConditionStatus, Destination, KReference, KnativeObject,
 };
 use knative_core::reconciler::{Context, ReconcileError, Reconciler};
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -39,8 +39,8 @@ use crate::apis::flows::{
 use crate::apis::messaging::ChannelTemplateSpec;
 use crate::apis::{Parallel, Sequence, Subscription, SubscriptionSpec};
 use crate::reconciler::{
-    address_url, api_resource, controller_ref, dynamic_object, kreference, ready_status,
-    reconcile_child,
+    address_url, api_resource, controller_ref, dynamic_object, is_controlled_by, kreference,
+    ready_status, reconcile_child,
 };
 
 /// The name of the channel in front of step `i` of Sequence `sequence`.
@@ -187,6 +187,35 @@ impl Wiring<'_> {
     }
 }
 
+impl Wiring<'_> {
+    /// Deletes the channels and Subscriptions this flow controls that are no longer wanted
+    /// (steps or branches removed), as Knative's `removeUnwanted*` do.
+    async fn remove_unwanted(
+        &self,
+        channels: &[String],
+        subscriptions: &[String],
+    ) -> Result<(), ReconcileError> {
+        let owned = |meta: &ObjectMeta| is_controlled_by(meta, self.owner_uid.as_deref());
+        let dynamic: Api<DynamicObject> =
+            Api::namespaced_with(self.ctx.client().clone(), &self.namespace, &self.resource);
+        for channel in dynamic.list(&ListParams::default()).await?.items {
+            if owned(&channel.metadata) && !channels.contains(&channel.name_any()) {
+                dynamic
+                    .delete(&channel.name_any(), &DeleteParams::default())
+                    .await?;
+            }
+        }
+        let subs: Api<Subscription> = Api::namespaced(self.ctx.client().clone(), &self.namespace);
+        for sub in subs.list(&ListParams::default()).await?.items {
+            if owned(&sub.metadata) && !subscriptions.contains(&sub.name_any()) {
+                subs.delete(&sub.name_any(), &DeleteParams::default())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn ready_condition(
     ready: Option<(ConditionStatus, Option<String>, Option<String>)>,
 ) -> Option<Condition> {
@@ -284,6 +313,11 @@ impl Reconciler<Sequence> for SequenceReconciler {
                 .await?,
             );
         }
+
+        let wanted: Vec<String> = (0..steps.len())
+            .map(|i| sequence_channel_name(&name, i))
+            .collect();
+        w.remove_unwanted(&wanted, &wanted).await?;
 
         let now = ctx.now();
         let channels_ready = all_ready(channels.iter().map(|c| (&c.channel, c.ready.as_ref())));
@@ -383,6 +417,21 @@ impl Reconciler<Parallel> for ParallelReconciler {
                 subscription_status: subscriber,
             });
         }
+
+        let count = branches.len();
+        let wanted_channels: Vec<String> = std::iter::once(ingress_name.clone())
+            .chain((0..count).map(|i| parallel_branch_channel_name(&name, i)))
+            .collect();
+        let wanted_subscriptions: Vec<String> = (0..count)
+            .flat_map(|i| {
+                [
+                    parallel_filter_subscription_name(&name, i),
+                    parallel_subscription_name(&name, i),
+                ]
+            })
+            .collect();
+        w.remove_unwanted(&wanted_channels, &wanted_subscriptions)
+            .await?;
 
         let now = ctx.now();
         let channels_ready = all_ready(
