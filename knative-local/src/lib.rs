@@ -12,5 +12,6 @@
 //! - [`endpoints`]: an Endpoints controller for clusters that have none (the embedded API
 //!   server; a real one refuses the loopback addresses of these Pods in Endpoints).
 
+pub mod deployments;
 pub mod endpoints;
 pub mod runtime;
