@@ -464,7 +464,7 @@ async fn the_queue_probe_is_answered_by_the_proxy_not_the_user_container() {
     let queue = start(config_for(user)).await;
     let client = client();
     let (status, _, body) = get(&client, &queue.url("/"), &[("k-network-probe", "queue")]).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "queue\n"));
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "queue"));
     let (status, _, _) = get(
         &client,
         &queue.url("/healthz"),

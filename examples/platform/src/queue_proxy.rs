@@ -112,12 +112,13 @@ impl Args {
         config.metrics_port = self.metrics_port;
         config.user_metrics_port = self.user_metrics_port;
         config.upstream_protocol = self.upstream_protocol;
-        anyhow::ensure!(
-            self.drain_quiet_period_seconds.is_finite() && self.drain_quiet_period_seconds >= 0.0,
-            "--drain-quiet-period-seconds must be a number of seconds, got {}",
-            self.drain_quiet_period_seconds
-        );
-        config.drain_quiet_period = Duration::from_secs_f64(self.drain_quiet_period_seconds);
+        config.drain_quiet_period = Duration::try_from_secs_f64(self.drain_quiet_period_seconds)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--drain-quiet-period-seconds {}: {e}",
+                    self.drain_quiet_period_seconds
+                )
+            })?;
         Ok(config)
     }
 }

@@ -36,7 +36,7 @@ impl BreakerParams {
     /// of `10 × cc`.
     pub fn for_container_concurrency(cc: usize) -> Self {
         Self {
-            queue_depth: 10 * cc,
+            queue_depth: cc.saturating_mul(10),
             max_concurrency: cc,
         }
     }
@@ -82,16 +82,17 @@ impl Drop for PendingSlot {
 
 impl Breaker {
     /// A breaker with the given sizes. A `max_concurrency` of 0 is treated as 1: a breaker with
-    /// no slots would never let anything through (use no breaker for "unlimited").
+    /// no slots would never let anything through (use no breaker for "unlimited"); one beyond
+    /// what a semaphore can count is capped there.
     pub fn new(params: BreakerParams) -> Self {
         let params = BreakerParams {
-            max_concurrency: params.max_concurrency.max(1),
+            max_concurrency: params.max_concurrency.clamp(1, Semaphore::MAX_PERMITS),
             ..params
         };
         Self {
             shared: Arc::new(Shared {
                 pending: AtomicUsize::new(0),
-                total_slots: params.queue_depth + params.max_concurrency,
+                total_slots: params.queue_depth.saturating_add(params.max_concurrency),
                 active: Arc::new(Semaphore::new(params.max_concurrency)),
                 params,
             }),
@@ -272,6 +273,13 @@ mod tests {
         assert_eq!(breaker.in_flight(), 1);
         drop(second);
         assert_eq!(breaker.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_absurd_container_concurrency_is_capped_not_a_panic() {
+        let breaker = Breaker::new(BreakerParams::for_container_concurrency(usize::MAX));
+        assert_eq!(breaker.params().max_concurrency, Semaphore::MAX_PERMITS);
+        drop(breaker.acquire().await.unwrap());
     }
 
     #[test]

@@ -66,7 +66,10 @@ impl Drainer {
             self.mark_activity();
         }
         loop {
-            let deadline = self.last_activity() + self.shared.quiet_period;
+            let Some(deadline) = self.last_activity().checked_add(self.shared.quiet_period) else {
+                // A quiet period too long to end: draining never completes.
+                return std::future::pending().await;
+            };
             if Instant::now() >= deadline {
                 return;
             }

@@ -4,8 +4,8 @@
 //! `K-Network-Probe: queue` (the activator sends the same header); kubelet probes are also known
 //! by their `kube-probe/` user agent. [`ProbeLayer`] answers them itself, as Knative does:
 //! `503 shutting down` while draining, `400` for a probe header meant for someone else, and
-//! otherwise `200 queue` when the user container is ready, `503` when it is not. Probes never
-//! reach the user container and are not counted as requests.
+//! otherwise `200` with the body `queue` when the user container is ready, `503` when it is
+//! not. Probes never reach the user container and are not counted as requests.
 //!
 //! Whether the user container is ready is [`Readiness::check`]: the container's own readiness
 //! probe, handed to the queue-proxy as JSON in `SERVING_READINESS_PROBE` (a Kubernetes `Probe`,
@@ -21,13 +21,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, USER_AGENT};
 use http::{Request, Response, StatusCode};
-use http_body_util::Empty;
+use http_body_util::{Empty, Full};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::body::{ResponseBody, text_response};
+use super::body::{ResponseBody, boxed, text_response};
 use super::drain::Drainer;
 
 /// The header Knative's probes carry.
@@ -408,7 +408,13 @@ where
         let readiness = self.readiness.clone();
         Box::pin(async move {
             Ok(if readiness.check().await {
-                text_response(StatusCode::OK, QUEUE_PROBE_VALUE)
+                // Exactly "queue": Knative's activator compares the body.
+                let mut response = Response::new(boxed(Full::new(Bytes::from_static(b"queue"))));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                response
             } else {
                 text_response(StatusCode::SERVICE_UNAVAILABLE, "container not ready")
             })

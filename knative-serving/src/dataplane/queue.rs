@@ -340,7 +340,8 @@ impl QueueProxy {
 
 /// Reports the stats every `period`, keeping the last report for the scrapers.
 async fn report_stats(stats: SharedStats, last: Arc<Mutex<StatsReport>>, period: Duration) {
-    let mut ticks = tokio::time::interval(period);
+    // A zero period would be a busy loop (and a panic in `interval`).
+    let mut ticks = tokio::time::interval(period.max(Duration::from_millis(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {

@@ -98,11 +98,12 @@ where
             return Box::pin(future);
         }
         let start = Instant::now();
-        let total = timeouts.total.map(|d| start + d);
+        // A timeout too large to be a point in time is no deadline at all.
+        let total = timeouts.total.and_then(|d| start.checked_add(d));
         let first_byte = [
             total,
-            timeouts.response_start.map(|d| start + d),
-            timeouts.idle.map(|d| start + d),
+            timeouts.response_start.and_then(|d| start.checked_add(d)),
+            timeouts.idle.and_then(|d| start.checked_add(d)),
         ]
         .into_iter()
         .flatten()
@@ -160,7 +161,8 @@ impl<B> DeadlineBody<B> {
     fn deadline(&self) -> Option<(Instant, BodyTimeout)> {
         let idle = self
             .idle
-            .map(|idle| (self.last_frame + idle, BodyTimeout::Idle));
+            .and_then(|idle| self.last_frame.checked_add(idle))
+            .map(|deadline| (deadline, BodyTimeout::Idle));
         let total = self.total.map(|total| (total, BodyTimeout::Total));
         match (idle, total) {
             (Some(idle), Some(total)) => Some(if total.0 <= idle.0 { total } else { idle }),
@@ -252,6 +254,21 @@ mod tests {
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, "request timeout\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_too_large_to_be_a_deadline_never_fires() {
+        let layer = TimeoutLayer::new(Timeouts {
+            total: Some(Duration::MAX),
+            response_start: Some(Duration::MAX),
+            idle: Some(Duration::MAX),
+        });
+        let response = layer
+            .layer(slow_service(Duration::from_secs(2)))
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
     }
 
     #[tokio::test(start_paused = true)]
