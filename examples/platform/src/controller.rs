@@ -110,6 +110,22 @@ async fn controller(args: Args) -> anyhow::Result<()> {
         metrics.clone(),
         identity.clone(),
     ));
+    // Build (knative-build): Build → one Pod of init-container steps, status from the Pod.
+    let build_client = client.clone();
+    let build_ns = ns.clone();
+    let build = tokio::spawn(
+        prepare(
+            &client,
+            &args,
+            &store,
+            &metrics,
+            &identity,
+            knative_build::reconciler::BuildReconciler::default(),
+        )
+        .run_with(move |c| {
+            knative_build::reconciler::watch_pods(c, &build_client, build_ns.as_deref())
+        }),
+    );
     let results = futures::future::join5(
         prepare(
             &client,
@@ -161,6 +177,7 @@ async fn controller(args: Args) -> anyhow::Result<()> {
     results.3?;
     results.4?;
     eventing.await??;
+    build.await??;
     Ok(())
 }
 

@@ -12,5 +12,9 @@ pub fn run(out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "---")?;
         out.write_all(serde_yaml::to_string(&crd)?.as_bytes())?;
     }
+    for crd in knative_build::crds() {
+        writeln!(out, "---")?;
+        out.write_all(serde_yaml::to_string(&crd)?.as_bytes())?;
+    }
     Ok(())
 }

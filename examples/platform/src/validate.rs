@@ -71,8 +71,14 @@ fn validate(
                     &text,
                     &knative_eventing::apis::Defaults::default(),
                 );
+                // Build, BuildTemplate, ClusterBuildTemplate (build.knative.dev/v1alpha1).
+                let build = knative_build::apis::check::check_yaml(&text);
                 for document in &documents {
-                    let passed = match eventing.get(document.index).and_then(Option::as_ref) {
+                    let passed = match eventing
+                        .get(document.index)
+                        .and_then(Option::as_ref)
+                        .or_else(|| build.get(document.index).and_then(Option::as_ref))
+                    {
                         Some(outcome) => report_eventing(document, outcome, out)?,
                         None => report(document, out)?,
                     };

@@ -213,3 +213,31 @@ fn without_a_build_the_command_exits_2() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o), "error: no Build in the given files\n");
 }
+
+#[test]
+fn validate_checks_build_kinds_with_field_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "apiVersion: build.knative.dev/v1alpha1\nkind: Build\nmetadata: {name: ok}\nspec:\n  steps: [{name: a, image: x}]\n---\napiVersion: build.knative.dev/v1alpha1\nkind: Build\nmetadata: {name: dup}\nspec:\n  steps: [{name: a, image: x}, {name: a, image: x}]\n---\napiVersion: build.knative.dev/v1alpha1\nkind: BuildTemplate\nmetadata: {name: t}\nspec:\n  steps: [{name: a}]\n";
+    let o = knative(&["validate", "-f", &write(tmp.path(), "b.yaml", yaml)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "ok  build.knative.dev/v1alpha1 Build ok\n\
+         invalid  build.knative.dev/v1alpha1 Build dup\n    invalid value: a: spec.steps[1].name\n    step names must be unique\n\
+         invalid  build.knative.dev/v1alpha1 BuildTemplate t\n    missing field(s): spec.steps[0].image\n"
+    );
+}
+
+#[test]
+fn crds_include_the_build_kinds() {
+    let o = knative(&["crds"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for name in [
+        "builds.build.knative.dev",
+        "buildtemplates.build.knative.dev",
+        "clusterbuildtemplates.build.knative.dev",
+    ] {
+        assert!(out.contains(&format!("name: {name}")), "{name} missing");
+    }
+}
