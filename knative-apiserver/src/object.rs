@@ -270,6 +270,28 @@ fn check_type(rt: &ResourceType, version: &str, object: &mut Value) -> Result<()
             rt.kind
         )));
     }
+    let maps: &[&str] = match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Secret") => &["metadata", "spec", "status", "data", "stringData"],
+        ("", "ConfigMap") => &["metadata", "spec", "status", "data", "binaryData"],
+        _ => &["metadata", "spec", "status"],
+    };
+    for field in maps {
+        if map
+            .get(*field)
+            .is_some_and(|v| !v.is_null() && !v.is_object())
+        {
+            return Err(ApiError::bad_request(format!("{field} must be an object")));
+        }
+    }
+    if rt.group.is_empty()
+        && rt.kind == "Service"
+        && let Some(Value::Array(ports)) = map.get("spec").and_then(|s| s.get("ports"))
+        && ports.iter().any(|p| !p.is_object())
+    {
+        return Err(ApiError::bad_request(
+            "spec.ports: every port must be an object",
+        ));
+    }
     map.insert("apiVersion".into(), json!(expected_api_version));
     map.insert("kind".into(), json!(rt.kind));
     Ok(())
@@ -341,18 +363,18 @@ fn default(rt: &ResourceType, object: &mut Value, now: &str) {
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Namespace") => {
             if object["spec"]["finalizers"].is_null() {
-                object["spec"]["finalizers"] = json!(["kubernetes"]);
+                set(object, &["spec", "finalizers"], json!(["kubernetes"]));
             }
             if object["status"]["phase"].is_null() {
-                object["status"]["phase"] = json!("Active");
+                set(object, &["status", "phase"], json!("Active"));
             }
         }
         ("", "Pod") if object["status"]["phase"].is_null() => {
-            object["status"]["phase"] = json!("Pending");
+            set(object, &["status", "phase"], json!("Pending"));
         }
         ("", "Secret") => {
             if object["type"].is_null() {
-                object["type"] = json!("Opaque");
+                set(object, &["type"], json!("Opaque"));
             }
             if let Some(Value::Object(string_data)) =
                 object.as_object_mut().and_then(|o| o.remove("stringData"))
@@ -360,30 +382,31 @@ fn default(rt: &ResourceType, object: &mut Value, now: &str) {
                 for (key, value) in string_data {
                     let encoded = base64::engine::general_purpose::STANDARD
                         .encode(value.as_str().unwrap_or_default());
-                    object["data"][key] = json!(encoded);
+                    set(object, &["data", &key], json!(encoded));
                 }
             }
         }
         ("", "Service") => {
             if object["spec"]["type"].is_null() {
-                object["spec"]["type"] = json!("ClusterIP");
+                set(object, &["spec", "type"], json!("ClusterIP"));
             }
             if object["spec"]["sessionAffinity"].is_null() {
-                object["spec"]["sessionAffinity"] = json!("None");
+                set(object, &["spec", "sessionAffinity"], json!("None"));
             }
             if let Some(Value::Array(ports)) = object["spec"].get_mut("ports") {
                 for port in ports {
                     if port["protocol"].is_null() {
-                        port["protocol"] = json!("TCP");
+                        set(port, &["protocol"], json!("TCP"));
                     }
                     if port["targetPort"].is_null() && !port["port"].is_null() {
-                        port["targetPort"] = port["port"].clone();
+                        let target = port["port"].clone();
+                        set(port, &["targetPort"], target);
                     }
                 }
             }
         }
         ("apps", "Deployment") if object["spec"]["replicas"].is_null() => {
-            object["spec"]["replicas"] = json!(1);
+            set(object, &["spec", "replicas"], json!(1));
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             let storage: Vec<Value> = object["spec"]["versions"]
@@ -396,11 +419,11 @@ fn default(rt: &ResourceType, object: &mut Value, now: &str) {
             let mut accepted = object["spec"]["names"].clone();
             if accepted["singular"].is_null() {
                 let kind = accepted["kind"].as_str().unwrap_or_default().to_lowercase();
-                accepted["singular"] = json!(kind);
+                set(&mut accepted, &["singular"], json!(kind));
             }
             if accepted["listKind"].is_null() {
                 let list_kind = format!("{}List", accepted["kind"].as_str().unwrap_or_default());
-                accepted["listKind"] = json!(list_kind);
+                set(&mut accepted, &["listKind"], json!(list_kind));
             }
             let since = object["status"]["conditions"][0]["lastTransitionTime"]
                 .as_str()
@@ -410,7 +433,7 @@ fn default(rt: &ResourceType, object: &mut Value, now: &str) {
                 json!({"type": type_, "status": "True", "reason": reason, "message": message,
                        "lastTransitionTime": since})
             };
-            object["status"] = json!({
+            let status = json!({
                 "acceptedNames": accepted,
                 "storedVersions": storage,
                 "conditions": [
@@ -418,8 +441,33 @@ fn default(rt: &ResourceType, object: &mut Value, now: &str) {
                     condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
                 ],
             });
+            set(object, &["status"], status);
         }
         _ => {}
+    }
+}
+
+/// Sets `path` in `target`, creating missing (null) maps on the way; a path through a
+/// non-object value is left alone (such bodies are refused by validation or stored as given).
+fn set(target: &mut Value, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = target;
+    for key in parents {
+        if current.is_null() {
+            *current = json!({});
+        }
+        let Some(map) = current.as_object_mut() else {
+            return;
+        };
+        current = map.entry(key.to_string()).or_insert(Value::Null);
+    }
+    if current.is_null() {
+        *current = json!({});
+    }
+    if let Some(map) = current.as_object_mut() {
+        map.insert(last.to_string(), value);
     }
 }
 
@@ -640,6 +688,25 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code, 422);
+    }
+
+    #[test]
+    fn a_spec_that_is_not_an_object_is_a_bad_request() {
+        let ns = json!({"metadata": {"name": "n"}, "spec": "x"});
+        let err = prepare_create(&rt("", "namespaces"), "v1", None, ns, &minted()).unwrap_err();
+        assert_eq!(err.code, 400);
+    }
+
+    #[test]
+    fn malformed_service_ports_and_secret_data_are_bad_requests() {
+        let svc = json!({"metadata": {"name": "s"}, "spec": {"ports": ["80"]}});
+        let err =
+            prepare_create(&rt("", "services"), "v1", Some("ns"), svc, &minted()).unwrap_err();
+        assert_eq!(err.code, 400);
+        let secret = json!({"metadata": {"name": "s"}, "data": "x", "stringData": {"k": "v"}});
+        let err =
+            prepare_create(&rt("", "secrets"), "v1", Some("ns"), secret, &minted()).unwrap_err();
+        assert_eq!(err.code, 400);
     }
 
     #[test]

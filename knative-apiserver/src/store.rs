@@ -270,7 +270,16 @@ impl Store {
                         "the name of the object ({given}) does not match the name on the URL ({name})"
                     )));
                 }
-                body["metadata"]["name"] = json!(name);
+                let Some(metadata) = body
+                    .as_object_mut()
+                    .map(|b| b.entry("metadata").or_insert_with(|| json!({})))
+                    .and_then(Value::as_object_mut)
+                else {
+                    return Err(ApiError::bad_request(
+                        "an apply patch must be an object with object metadata",
+                    ));
+                };
+                metadata.insert("name".into(), json!(name));
                 let ns = inner.rt(type_key)?.namespaced.then_some(namespace);
                 inner.create(&self.tx, type_key, version, ns, body, now)
             }

@@ -495,3 +495,31 @@ mod controller {
         controller.abort();
     }
 }
+
+#[tokio::test]
+async fn an_apply_patch_that_is_not_an_object_is_a_bad_request() {
+    let server = ApiServer::builder().start().await.unwrap();
+    let request = http::Request::patch("/api/v1/namespaces/default/configmaps/x?fieldManager=t")
+        .header("Content-Type", "application/apply-patch+yaml")
+        .body(b"just a string".to_vec())
+        .unwrap();
+    let result = server.client().request::<ConfigMap>(request).await;
+    assert!(
+        matches!(result, Err(kube::Error::Api(ref s)) if s.code == 400),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_whose_spec_is_not_an_object_is_a_bad_request() {
+    let server = ApiServer::builder().start().await.unwrap();
+    let request = http::Request::post("/api/v1/namespaces")
+        .header("Content-Type", "application/json")
+        .body(br#"{"metadata": {"name": "n"}, "spec": "x"}"#.to_vec())
+        .unwrap();
+    let result = server.client().request::<Namespace>(request).await;
+    assert!(
+        matches!(result, Err(kube::Error::Api(ref s)) if s.code == 400),
+        "{result:?}"
+    );
+}
