@@ -1,7 +1,8 @@
 //! The Build reconciler against a real kube-apiserver (see `scripts/envtest.sh`; no kubelet, so
 //! the tests play the kubelet by patching the Pod's status): a Build gets its Pod with the
 //! right init containers, the Build's status follows the Pod's, and cancelling deletes the Pod
-//! and fails the Build.
+//! and fails the Build; the PodExecutor, used directly, follows its Pod to the end and deletes
+//! it when cancelled.
 
 use std::time::Duration;
 
@@ -272,5 +273,96 @@ async fn cancelling_deletes_the_pod_and_fails_the_build() {
     })
     .await;
     driver.abort();
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn the_pod_executor_follows_its_pod_to_the_end() {
+    use knative_build::executor::{
+        BuildEvent, BuildOutcome, BuildPlan, CancellationToken, Events, PodExecutor, StepExecutor,
+    };
+    let client = setup().await;
+    let ns = TestNamespace::create(&client, "build-exec").await;
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
+    let plan = BuildPlan::new(&build("direct"), None).unwrap();
+    let executor = PodExecutor::new(client.clone(), ns.name.clone());
+    let (events, mut rx) = Events::channel();
+    let run = tokio::spawn(async move {
+        executor
+            .execute(&plan, &events, CancellationToken::new())
+            .await
+    });
+    eventually("the executor's Pod", async || {
+        pods.get_opt("direct-pod-1").await.unwrap()
+    })
+    .await;
+    let done = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+    pods.patch_status(
+        "direct-pod-1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Failed", "initContainerStatuses": [
+            init_status("build-step-credential-initializer", done.clone()),
+            init_status("build-step-git-source-0", done.clone()),
+            init_status("build-step-compile", json!({"terminated": {"exitCode": 1, "reason": "Error"}})),
+        ]}})),
+    )
+    .await
+    .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the executor returns")
+        .unwrap()
+        .unwrap();
+    match report.outcome {
+        BuildOutcome::Failed {
+            step, exit_code, ..
+        } => {
+            assert_eq!((step.as_str(), exit_code), ("compile", 1));
+        }
+        BuildOutcome::Succeeded => panic!("the build succeeded"),
+    }
+    let mut finished = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        if let BuildEvent::StepFinished { step, .. } = event {
+            finished.push(step);
+        }
+    }
+    assert_eq!(
+        finished,
+        ["credential-initializer", "git-source-0", "compile"]
+    );
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn the_pod_executor_deletes_its_pod_when_cancelled() {
+    use knative_build::executor::{
+        BuildOutcome, BuildPlan, CancellationToken, Events, PodExecutor, StepExecutor,
+    };
+    let client = setup().await;
+    let ns = TestNamespace::create(&client, "build-exec-cancel").await;
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
+    let plan = BuildPlan::new(&build("stopped"), None).unwrap();
+    let executor = PodExecutor::new(client.clone(), ns.name.clone());
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    let run = tokio::spawn(async move { executor.execute(&plan, &Events::none(), token).await });
+    eventually("the executor's Pod", async || {
+        pods.get_opt("stopped-pod-1").await.unwrap()
+    })
+    .await;
+    cancel.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the executor returns")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&report.outcome, BuildOutcome::Failed { reason, .. } if reason == "BuildCancelled"),
+        "{:?}",
+        report.outcome
+    );
+    let pod = pods.get_opt("stopped-pod-1").await.unwrap();
+    assert!(pod.is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
     ns.delete().await;
 }

@@ -115,7 +115,6 @@ struct LocalStep {
 
 /// The directories of one attempt.
 struct Layout {
-    root: PathBuf,
     workspace: PathBuf,
     home: PathBuf,
     results: PathBuf,
@@ -124,7 +123,6 @@ struct Layout {
 impl Layout {
     fn new(root: &Path) -> Self {
         Self {
-            root: root.to_owned(),
             workspace: root.join("workspace"),
             home: root.join("home"),
             results: root.join("results"),
@@ -278,7 +276,6 @@ impl LocalExecutor {
                 reason,
                 message: termination.message,
             };
-            let _ = &layout.root;
             return (outcome, reports);
         }
         (BuildOutcome::Succeeded, reports)
