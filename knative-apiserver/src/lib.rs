@@ -115,7 +115,7 @@ impl Builder {
 
     /// How often an idle watch that asked for bookmarks gets one (default 10 s).
     pub fn bookmark_interval(mut self, every: Duration) -> Self {
-        self.bookmark_interval = every;
+        self.bookmark_interval = every.max(Duration::from_millis(1));
         self
     }
 

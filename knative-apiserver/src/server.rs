@@ -27,6 +27,9 @@ pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
 /// Request bodies larger than this are refused (kube-apiserver's limit is 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// The longest a watch may last (`timeoutSeconds` beyond it is capped).
+const MAX_WATCH: Duration = Duration::from_secs(24 * 3600);
+
 /// The server's shared state.
 pub(crate) struct Server {
     pub store: Arc<Store>,
@@ -312,7 +315,8 @@ impl Server {
                     .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
             ),
             None => Duration::from_secs(1800),
-        };
+        }
+        .min(MAX_WATCH);
         let bookmarks = call.flag("allowWatchBookmarks");
         let initial_events_end = call.flag("sendInitialEvents") && bookmarks && from.is_none();
         let start = match self.store.watch(&target.rt.key(), from) {

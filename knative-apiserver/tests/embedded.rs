@@ -523,3 +523,29 @@ async fn a_namespace_whose_spec_is_not_an_object_is_a_bad_request() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn a_huge_watch_timeout_is_capped_not_an_error() {
+    let server = ApiServer::builder().start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let request = http::Request::get(format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds={}",
+        u64::MAX
+    ))
+    .body(Vec::new())
+    .unwrap();
+    let mut events = server
+        .client()
+        .request_events::<ConfigMap>(request)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &config_map("seen"))
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(event, Some(WatchEvent::Added(cm)) if cm.name_any() == "seen"));
+}
