@@ -8,7 +8,8 @@
 #
 # Every case runs `wrk -t1 -d$DURATION --latency` at each connection count; cases are
 # interleaved (direct, qp-cc0, qp-cc10, ... then again) and repeated $REPS times; the table
-# shows medians. RSS is the queue-proxy's peak VmRSS sampled while wrk drives it.
+# shows medians. RSS is the proxy's peak VmRSS sampled while wrk drives it (VmRSS counts the
+# pages of the shared, read-only `knative` executable it touched; "anon" is its private memory).
 #
 # Needs: wrk and nginx (Debian packages; installed with apt-get when missing), a release build:
 #   cargo build --release -p knative-platform
@@ -187,14 +188,16 @@ to_ms() {
         else print v }'
 }
 
-peak_rss_kb() { # pid seconds → peak VmRSS in kB while sampling every 0.2 s
-    local pid=$1 until=$(( $(date +%s) + $2 )) peak=0 rss
+peak_rss_kb() { # pid seconds → "peak VmRSS, peak RssAnon" in kB, sampled every 0.2 s
+    local pid=$1 until=$(( $(date +%s) + $2 )) peak=0 peak_anon=0 rss anon
     while [ "$(date +%s)" -lt "$until" ]; do
-        rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        read -r rss anon < <(awk '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2} END {print r + 0, a + 0}' \
+            "/proc/$pid/status" 2>/dev/null || echo "0 0")
         [ "${rss:-0}" -gt "$peak" ] && peak=$rss
+        [ "${anon:-0}" -gt "$peak_anon" ] && peak_anon=$anon
         sleep 0.2
     done
-    echo "$peak"
+    echo "$peak $peak_anon"
 }
 
 RESULTS="$WORK/results.tsv"
@@ -208,7 +211,7 @@ for rep in $(seq 1 "$REPS"); do
             IFS='|' read -r name url pid headers <<<"$case"
             header_args "$headers"
             rss_file="$WORK/rss"
-            echo 0 >"$rss_file"
+            echo "0 0" >"$rss_file"
             if [ -n "$pid" ]; then
                 (peak_rss_kb "$pid" "$secs" >"$rss_file") &
                 sampler=$!
@@ -219,10 +222,10 @@ for rep in $(seq 1 "$REPS"); do
             p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
             p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
             errors=$(awk '/Non-2xx or 3xx responses:/ {n += $NF} /Socket errors:/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
-            rss=$(cat "$rss_file")
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$rep" "$rps" "$p50" "$p99" "$rss" "$errors" >>"$RESULTS"
-            printf 'rep %s c%-3s %-24s %10s req/s  p50 %7.3f ms  p99 %7.3f ms  rss %6s kB  errors %s\n' \
-                "$rep" "$c" "$name" "$rps" "$p50" "$p99" "$rss" "$errors" >&2
+            read -r rss anon <"$rss_file"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$rep" "$rps" "$p50" "$p99" "$rss" "$errors" "$anon" >>"$RESULTS"
+            printf 'rep %s c%-3s %-24s %10s req/s  p50 %7.3f ms  p99 %7.3f ms  rss %6s kB (anon %s)  errors %s\n' \
+                "$rep" "$c" "$name" "$rps" "$p50" "$p99" "$rss" "$anon" "$errors" >&2
         done
     done
 done
@@ -230,7 +233,7 @@ done
 # --- medians ----------------------------------------------------------------------------------
 median() { sort -g | awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo
-printf '%-24s %4s %12s %10s %10s %12s %14s %10s %7s\n' case conns "req/s" "p50 ms" "p99 ms" "% of direct" "added p50 ms" "RSS MB" errors
+printf '%-24s %4s %12s %10s %10s %12s %14s %8s %8s %7s\n' case conns "req/s" "p50 ms" "p99 ms" "% of direct" "added p50 ms" "RSS MB" "anon MB" errors
 for c in $CONNS; do
     direct_rps=$(awk -F'\t' -v c="$c" '$1 == "direct" && $2 == c {print $4}' "$RESULTS" | median)
     direct_p50=$(awk -F'\t' -v c="$c" '$1 == "direct" && $2 == c {print $5}' "$RESULTS" | median)
@@ -241,12 +244,14 @@ for c in $CONNS; do
         p50=$(col 5 | median)
         p99=$(col 6 | median)
         rss=$(col 7 | sort -g | tail -1)
+        anon=$(col 9 | sort -g | tail -1)
         errors=$(col 8 | awk '{n += $1} END {print n + 0}')
         awk -v n="$name" -v c="$c" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v drps="$direct_rps" \
-            -v dp50="$direct_p50" -v rss="$rss" -v e="$errors" 'BEGIN {
-            printf "%-24s %4s %12.0f %10.3f %10.3f %11.1f%% %14.3f %10s %7d\n",
+            -v dp50="$direct_p50" -v rss="$rss" -v anon="$anon" -v e="$errors" 'BEGIN {
+            printf "%-24s %4s %12.0f %10.3f %10.3f %11.1f%% %14.3f %8s %8s %7d\n",
                 n, c, rps, p50, p99, 100 * rps / drps, p50 - dp50,
-                (rss > 0 ? sprintf("%.1f", rss / 1024) : "-"), e }'
+                (rss > 0 ? sprintf("%.1f", rss / 1024) : "-"),
+                (anon > 0 ? sprintf("%.1f", anon / 1024) : "-"), e }'
     done
 done
 echo
