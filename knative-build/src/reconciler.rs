@@ -4,7 +4,9 @@
 //!
 //! - a new Build gets one Pod ([`PodExecutor::pod`]), named `<build>-pod`, owned by the Build;
 //!   its status says `builder: Cluster`, `cluster: {namespace, podName}` and `startTime`;
-//! - `stepStates` and `stepsCompleted` follow the Pod's init-container statuses, and
+//! - `stepStates` and `stepsCompleted` follow the Pod's init-container statuses (and
+//!   `stepResults` the JSON results a step writes to its termination message,
+//!   `[{"name": ..., "value": ...}]`, as on a cluster result files cannot be read back), and
 //!   `Succeeded` follows the Pod: Unknown while it runs, True when it succeeded, False with
 //!   the failed step when it failed (after `retries` new Pods, `<build>-pod-retry<n>`);
 //! - past the Build's timeout (or a step's), or once `spec.status: BuildCancelled`, the Pod is
@@ -40,7 +42,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::apis::{
     Build, BuildProvider, BuildStatus, BuildTemplate, BuildTemplateSpec, ClusterBuildTemplate,
-    ClusterSpec, Duration as GoDuration, TemplateKind,
+    ClusterSpec, Duration as GoDuration, StepResult, TemplateKind,
 };
 use crate::executor::pod::{BUILD_NAME_LABEL, outcome_of, service_account_secrets};
 use crate::executor::{
@@ -328,6 +330,39 @@ fn record_steps(build: &mut Build, pod: &Pod) {
         })
         .map(|c| c.name.clone())
         .collect();
+    status.step_results = containers
+        .iter()
+        .filter_map(|c| {
+            let status = statuses.iter().find(|s| s.name == c.name)?;
+            let message = status
+                .state
+                .as_ref()?
+                .terminated
+                .as_ref()?
+                .message
+                .as_deref()?;
+            let results: Vec<NamedValue> = serde_json::from_str(message).ok()?;
+            let step = c
+                .name
+                .strip_prefix(STEP_PREFIX)
+                .unwrap_or(&c.name)
+                .to_owned();
+            Some(results.into_iter().map(move |r| StepResult {
+                step: step.clone(),
+                name: r.name,
+                value: r.value,
+            }))
+        })
+        .flatten()
+        .collect();
+}
+
+/// A result as a step writes it in its termination message (`/dev/termination-log`), as
+/// Tekton's steps report theirs: `[{"name": "digest", "value": "sha256:..."}]`.
+#[derive(serde::Deserialize)]
+struct NamedValue {
+    name: String,
+    value: String,
 }
 
 /// The template the Build names, if it names one and it exists.

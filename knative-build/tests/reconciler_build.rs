@@ -576,3 +576,29 @@ async fn cancelling_a_finished_build_keeps_its_outcome() {
             .any(|a| a.verb == Verb::Create || a.verb == Verb::Delete)
     );
 }
+
+#[tokio::test]
+async fn results_in_a_steps_termination_message_are_surfaced() {
+    let (row, pod) = first_pod(source_and_steps()).await;
+    row.seed_pod_with(
+        &pod,
+        json!({"phase": "Succeeded", "initContainerStatuses": [
+            {"name": "build-step-compile", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                "message": "[{\"name\": \"digest\", \"value\": \"sha256:abc\"}]"}}},
+            {"name": "build-step-test", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": "plain text, not results"}}},
+        ]}),
+    );
+    row.reconcile().await;
+    let results = row.build().status.unwrap().step_results;
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        (
+            results[0].step.as_str(),
+            results[0].name.as_str(),
+            results[0].value.as_str()
+        ),
+        ("compile", "digest", "sha256:abc")
+    );
+}

@@ -40,7 +40,6 @@ pub const BUILD_NAME_LABEL: &str = "build.knative.dev/buildName";
 
 const WORKSPACE_DIR: &str = "/workspace";
 const HOME_DIR: &str = "/builder/home";
-const RESULTS_DIR: &str = "/builder/results";
 const SECRETS_DIR: &str = "/var/build-secrets";
 const CREDS_INIT: &str = "credential-initializer";
 
@@ -73,6 +72,10 @@ impl Default for PodImages {
 /// sharing `/workspace` (an emptyDir), with `HOME=/builder/home`; a credential initialiser and
 /// the source fetchers come first; a no-op container is the Pod's main container. Step states
 /// are read back from the Pod's init-container statuses.
+///
+/// Results: a step in a Pod reports them as JSON in its termination message
+/// (`/dev/termination-log`: `[{"name": "digest", "value": "..."}]`), which the Build reconciler
+/// surfaces as `stepResults`; `onError: continue` is refused ([`PodExecutor::check`]).
 ///
 /// [`PodExecutor::pod`] and [`step_states`] are pure and are what the Build reconciler uses;
 /// [`StepExecutor::execute`] creates the Pod and follows it through the API (logs are the
@@ -155,13 +158,12 @@ impl PodExecutor {
             vec![
                 mount("workspace", WORKSPACE_DIR, sub_path),
                 mount("home", HOME_DIR, None),
-                mount("results", RESULTS_DIR, None),
             ]
         };
-        let builder_env = || vec![env("HOME", HOME_DIR), env("BUILDER_RESULTS", RESULTS_DIR)];
+        let builder_env = || vec![env("HOME", HOME_DIR)];
 
         let mut volumes = plan.volumes.clone();
-        volumes.extend(["workspace", "home", "results"].map(empty_dir));
+        volumes.extend(["workspace", "home"].map(empty_dir));
         let mut init = Vec::new();
 
         let (creds_args, secret_names) = credential_annotations(secrets);
