@@ -11,7 +11,11 @@
 //!   kube-controller-manager creates the Pods), or the embedded one.
 //! - [`endpoints`]: an Endpoints controller for clusters that have none (the embedded API
 //!   server; a real one refuses the loopback addresses of these Pods in Endpoints).
+//! - [`deployments`]: a Deployment controller for the embedded API server (it has no
+//!   kube-controller-manager): Pods per template, scaling, replacement and status.
+//! - [`queue_proxy`]: Knative's queue-proxy as an in-process [`runtime::Sidecar`].
 
 pub mod deployments;
 pub mod endpoints;
+pub mod queue_proxy;
 pub mod runtime;
