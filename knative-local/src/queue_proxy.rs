@@ -66,11 +66,11 @@ pub fn queue_config(
         .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
         .collect();
     let declared: Option<u16> = env.get("USER_PORT").and_then(|p| p.trim().parse().ok());
-    if let (Some(declared), Some(probe)) = (declared, env.get_mut("SERVING_READINESS_PROBE")) {
-        if let Ok(mut json) = serde_json::from_str::<Value>(probe) {
-            retarget_port(&mut json, declared, user_port);
-            *probe = json.to_string();
-        }
+    if let (Some(declared), Some(probe)) = (declared, env.get_mut("SERVING_READINESS_PROBE"))
+        && let Ok(mut json) = serde_json::from_str::<Value>(probe)
+    {
+        retarget_port(&mut json, declared, user_port);
+        *probe = json.to_string();
     }
     env.insert("USER_PORT".to_owned(), user_port.to_string());
     env.insert("SERVING_POD_IP".to_owned(), pod_ip.to_string());
