@@ -1,10 +1,294 @@
-//! `knative local` (work in progress).
+//! `knative local`: the whole platform on this machine, no cluster needed.
+//!
+//! One process tree on loopback:
+//! - in this process: the embedded API server (`knative-apiserver`, persistent in the data
+//!   directory), the Deployment and Endpoints controllers (it has no kube-controller-manager),
+//!   and the process runtime (the kubelet of `image: local:///path` containers) with Knative's
+//!   queue-proxy running in-process for each Revision Pod;
+//! - as child processes of this binary, against `DIR/kubeconfig`: `knative controller` (the
+//!   reconcilers and the autoscaler), `knative activator` and `knative gateway` (on
+//!   `--gateway-addr`, routing by `Host` as the Ingresses say).
+//!
+//! The data directory defaults to `$XDG_DATA_HOME/knative` (`~/.local/share/knative`); it holds
+//! the store, `kubeconfig` (written once the API server is ready) and `logs/` (one file per
+//! container). SIGTERM or Ctrl-C stops everything: the children get SIGTERM, the Pods'
+//! processes are stopped, the store is closed.
+//!
+//! `knative local apply -f FILE` creates or updates the objects of a YAML file through the
+//! kubeconfig of a running `knative local`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use knative_local::queue_proxy::QueueProxySidecar;
+use knative_local::runtime::{ProcessRuntime, RuntimeConfig};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::Discovery;
 
 /// Arguments of `knative local`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<LocalCommand>,
+    /// Where the platform keeps its state, kubeconfig and logs (default
+    /// `$XDG_DATA_HOME/knative`, i.e. `~/.local/share/knative`).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Where the gateway listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway_addr: SocketAddr,
+    /// Where the API server listens (port 0: any free port; the kubeconfig says which).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    api_addr: SocketAddr,
+}
 
-/// Runs `knative local`.
-pub fn run(_args: Args) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("not implemented yet")
+#[derive(Debug, clap::Subcommand)]
+enum LocalCommand {
+    /// Create or update the objects of a YAML file on the running `knative local`.
+    Apply {
+        /// The multi-document YAML file (`-` for stdin).
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("knative"));
+    }
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow::anyhow!("neither --data-dir, $XDG_DATA_HOME nor $HOME is set"))?;
+    Ok(PathBuf::from(home).join(".local/share/knative"))
+}
+
+/// Runs `knative local` (or `knative local apply`).
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => default_data_dir()?,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    match &args.command {
+        Some(LocalCommand::Apply { file }) => runtime.block_on(apply(&data_dir, file))?,
+        None => runtime.block_on(platform(&args, &data_dir))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
+    let store_dir = data_dir.join("store");
+    let log_dir = data_dir.join("logs");
+    std::fs::create_dir_all(&store_dir)
+        .and_then(|()| std::fs::create_dir_all(&log_dir))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", data_dir.display()))?;
+    let server = knative_apiserver::ApiServer::builder()
+        .data_dir(&store_dir)
+        .bind(args.api_addr)
+        .start()
+        .await?;
+    let client = server.client();
+    install_crds(&client).await?;
+    ensure_namespace(&client, "knative-serving").await?;
+    ensure_namespace(&client, "default").await?;
+    let kubeconfig = data_dir.join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig)?;
+    tracing::info!(kubeconfig = %kubeconfig.display(), api = %server.url(), "API server ready");
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let deployments = tokio::spawn(knative_local::deployments::run(
+        client.clone(),
+        None,
+        until_stopped(stopped.clone()),
+    ));
+    let endpoints = tokio::spawn(knative_local::endpoints::run(client.clone(), None));
+    let runtime = ProcessRuntime::new(
+        client.clone(),
+        RuntimeConfig::new("knative-local", &log_dir),
+    )
+    .with_sidecar(Arc::new(QueueProxySidecar::default()));
+    let kubelet = tokio::spawn(runtime.run(until_stopped(stopped.clone())));
+
+    let autoscaler_addr = free_port()?;
+    let activator_addr = free_port()?;
+    let mut children = Vec::new();
+    let spawn = |name: &str, extra: Vec<String>| -> anyhow::Result<tokio::process::Child> {
+        let exe = std::env::current_exe()?;
+        let child = tokio::process::Command::new(exe)
+            .arg(name)
+            .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start knative {name}: {e}"))?;
+        tracing::info!(pid = child.id(), "started knative {name}");
+        Ok(child)
+    };
+    children.push(spawn(
+        "controller",
+        vec![
+            format!("--metrics-addr={}", free_port()?),
+            format!("--autoscaler-addr={autoscaler_addr}"),
+        ],
+    )?);
+    children.push(spawn(
+        "activator",
+        vec![
+            format!("--listen={activator_addr}"),
+            format!("--autoscaler-url=http://{autoscaler_addr}"),
+        ],
+    )?);
+    children.push(spawn(
+        "gateway",
+        vec![format!("--listen={}", args.gateway_addr)],
+    )?);
+    tracing::info!(gateway = %args.gateway_addr, "knative local is running; Ctrl-C or SIGTERM stops it");
+
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    for child in &mut children {
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    for child in &mut children {
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+    let _ = stop.send(true);
+    if let Err(e) = kubelet.await? {
+        tracing::warn!(error = %e, "the process runtime failed");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), deployments).await;
+    endpoints.abort();
+    server.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let mut yaml = Vec::new();
+    crate::crds::run(&mut yaml)?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for document in serde_yaml::Deserializer::from_slice(&yaml) {
+        let crd: CustomResourceDefinition = serde::Deserialize::deserialize(document)?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply("knative-local").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot install the CRD {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot create namespace {name}: {e}")),
+    }
+}
+
+async fn apply(data_dir: &Path, file: &Path) -> anyhow::Result<()> {
+    let kubeconfig = data_dir.join("kubeconfig");
+    let config = kube::config::Kubeconfig::read_from(&kubeconfig).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (is `knative local` running with this --data-dir?)",
+            kubeconfig.display()
+        )
+    })?;
+    let config =
+        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
+            .await?;
+    let client = kube::Client::try_from(config)?;
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+    };
+    let discovery = Discovery::new(client.clone()).run().await?;
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        if value.is_null() {
+            continue;
+        }
+        let object: DynamicObject = serde_json::from_value(value)
+            .map_err(|e| anyhow::anyhow!("{}: not a Kubernetes object: {e}", file.display()))?;
+        let types = object.types.clone().ok_or_else(|| {
+            anyhow::anyhow!("{}: an object without apiVersion/kind", file.display())
+        })?;
+        let gvk = kube::api::GroupVersionKind::try_from(&types)?;
+        let (resource, capabilities) = discovery.resolve_gvk(&gvk).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: unknown kind {}/{}",
+                file.display(),
+                types.api_version,
+                types.kind
+            )
+        })?;
+        let name = object.metadata.name.clone().ok_or_else(|| {
+            anyhow::anyhow!("{}: a {} without metadata.name", file.display(), types.kind)
+        })?;
+        let api: Api<DynamicObject> = if capabilities.scope == kube::discovery::Scope::Namespaced {
+            let ns = object.metadata.namespace.as_deref().unwrap_or("default");
+            Api::namespaced_with(client.clone(), ns, &resource)
+        } else {
+            Api::all_with(client.clone(), &resource)
+        };
+        api.patch(
+            &name,
+            &PatchParams::apply("knative-local-apply").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{} {name}: {e}", types.kind))?;
+        println!("{}/{name} applied", resource.plural);
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
