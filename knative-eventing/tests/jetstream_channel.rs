@@ -317,6 +317,13 @@ async fn exhausted_retries_go_to_the_dead_letter_sink_with_the_error() {
     );
     // One attempt and two retries, each a JetStream redelivery.
     assert_eq!(failing.requests(), 3);
+    // The outcome is counted once the dead-letter sink has answered.
+    for _ in 0..100 {
+        if stats.snapshot().dead_lettered == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(stats.snapshot().dead_lettered, 1);
     dispatcher.shutdown_background();
 }
