@@ -305,6 +305,23 @@ pub fn status(deployment: &Deployment, pods: &[Pod], now: Timestamp) -> Deployme
     }
 }
 
+/// `status` as a merge patch: the counts it leaves out (zero) are cleared, not kept.
+fn merge_status(status: &DeploymentStatus) -> serde_json::Value {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        for field in [
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+        ] {
+            map.entry(field).or_insert(serde_json::Value::Null);
+        }
+    }
+    value
+}
+
 /// Errors of one reconciliation.
 #[derive(Debug, thiserror::Error)]
 #[error("deployment {namespace}/{name}: {source}")]
@@ -366,7 +383,7 @@ async fn reconcile(
                 .patch_status(
                     &name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({ "status": next })),
+                    &Patch::Merge(json!({ "status": merge_status(&next) })),
                 )
                 .await
                 .map_err(err)?;
@@ -620,6 +637,20 @@ mod tests {
         let s = status(&d, &[], now());
         assert_eq!(s.replicas, None);
         assert_eq!(cond(&s, "Available").status, "True");
+    }
+
+    #[test]
+    fn the_status_patch_clears_counts_that_fell_to_zero() {
+        let d = deployment(1, "local:///bin/hello");
+        let patch = merge_status(&status(&d, &[pod(&d, "a", true)], now()));
+        assert_eq!(patch["unavailableReplicas"], serde_json::Value::Null);
+        assert!(
+            patch
+                .as_object()
+                .unwrap()
+                .contains_key("unavailableReplicas")
+        );
+        assert_eq!(patch["readyReplicas"], 1);
     }
 
     #[test]

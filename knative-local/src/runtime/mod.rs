@@ -189,16 +189,24 @@ impl ProcessRuntime {
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), RuntimeError> {
-        register_node(&self.client, &self.config.node_name)
-            .await
-            .map_err(|source| RuntimeError::Register {
-                node: self.config.node_name.clone(),
-                source,
-            })?;
-        let heartbeat = tokio::spawn(heartbeat(
-            self.client.clone(),
-            self.config.node_name.clone(),
-        ));
+        // An API server without Nodes (the embedded one) gets none: Pods are still bound by
+        // name.
+        let heartbeat = match register_node(&self.client, &self.config.node_name).await {
+            Ok(()) => tokio::spawn(heartbeat(
+                self.client.clone(),
+                self.config.node_name.clone(),
+            )),
+            Err(kube::Error::Api(status)) if status.is_not_found() => {
+                tracing::info!("the API server serves no Nodes; running without one");
+                tokio::spawn(std::future::pending())
+            }
+            Err(source) => {
+                return Err(RuntimeError::Register {
+                    node: self.config.node_name.clone(),
+                    source,
+                });
+            }
+        };
         let pods: Api<Pod> = match &self.config.namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
@@ -308,6 +316,15 @@ impl ProcessRuntime {
             .await
         {
             Ok(_) => true,
+            // No `pods/binding` (the embedded API server): set the node name directly.
+            Err(kube::Error::Api(status)) if status.is_not_found() => api
+                .patch(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"nodeName": self.config.node_name}})),
+                )
+                .await
+                .is_ok(),
             Err(e) => {
                 tracing::debug!(pod = %pod.name_any(), error = %e, "binding failed");
                 false
