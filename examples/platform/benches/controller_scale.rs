@@ -358,12 +358,13 @@ async fn play_autoscaler(client: Client, ns: String) {
         .applied_objects()
         .boxed();
     while let Some(Ok(pa)) = events.next().await {
-        let ready = pa
-            .status
-            .as_ref()
-            .and_then(|s| s.status.get_condition("Ready"))
+        let status = pa.status.as_ref().map(|s| &s.status);
+        let ready = status
+            .and_then(|s| s.get_condition("Ready"))
             .is_some_and(|c| c.status == knative_core::apis::ConditionStatus::True);
-        if ready {
+        // Ready for this generation: the Revision reconciler updates the PodAutoscaler's spec
+        // and trusts its status only once it observed the new generation.
+        if ready && status.and_then(|s| s.observed_generation) == pa.metadata.generation {
             continue;
         }
         let name = pa.name_any();
