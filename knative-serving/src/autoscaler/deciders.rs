@@ -28,7 +28,13 @@
 //! let now = Timestamp::from_second(1_700_000_000).unwrap();
 //! deciders.reconcile(&key, &AutoscalerParams::new(&annotations, &config, now)).await.unwrap();
 //!
-//! // The activator reports the first request to the revision, which has no pods: decided at once.
+//! // Idle, the revision went to zero.
+//! deciders.record(&key, now, &Stat::concurrency(0.0)).await;
+//! deciders.tick(now).await;
+//! assert_eq!(changes.try_recv().unwrap(), key);
+//! assert_eq!(deciders.status(&key).await.unwrap().desired_scale, 0);
+//!
+//! // The activator reports the first request to it: decided at once, not at the next tick.
 //! deciders.record_and_poke(&key, now, &Stat::concurrency(1.0)).await;
 //! assert_eq!(changes.try_recv().unwrap(), key);
 //! assert_eq!(deciders.status(&key).await.unwrap().desired_scale, 1);
