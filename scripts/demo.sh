@@ -1,45 +1,52 @@
 #!/usr/bin/env bash
-# scripts/demo.sh - the project's main job, end to end, on a fresh machine:
-#   builds the `knative` binary, starts a real kube-apiserver on loopback (scripts/envtest.sh;
-#   about 8 minutes the first time, seconds afterwards), installs the SDK's CRDs generated from
-#   the Rust types (`knative crds`), starts `knative controller` (the Serving reconcilers) and
-#   applies Knative's own "Hello World" Service unchanged; shows the Configuration, Revision,
-#   Route, Ingress and the Revision's Deployment (user container + queue-proxy) it made.
-# There is no kubelet in this control plane: the Pods stay Pending (the local platform that runs
-# them as processes is a later issue). Leaves the control plane running; stops the controller.
+# scripts/demo.sh - the project's main job, end to end, on one machine and no cluster:
+#   builds `knative` and examples/hello, starts `knative local` (embedded API server,
+#   reconcilers, deployments/Endpoints controllers, process runtime with the in-process
+#   queue-proxy, activator, gateway) with a temporary data dir, applies examples/hello as a
+#   Knative Service (examples/manifests/hello-local.yaml, `image: local://<path>`), waits for
+#   its Pod and curls it: through the gateway with Host hello.default.example.com, and directly
+#   through the Pod's queue-proxy. Stops the platform (SIGTERM) at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[demo] %s\n' "$*" >&2; }
 
-log "building knative"
-cargo build --release -p knative-platform
-knative="${CARGO_TARGET_DIR:-target}/release/knative"
+log "building knative and hello"
+cargo build -p knative-platform -p hello
+bin="${CARGO_TARGET_DIR:-target}/debug"
+knative="$bin/knative"
+hello="$(cd "$bin" && pwd)/hello"
 
-KUBECONFIG="$(scripts/envtest.sh up)"
-export KUBECONFIG
-kubectl="${ENVTEST_CACHE:-$HOME/.cache/envtest}/bin/kubectl"
+dir="$(mktemp -d)"
+gateway="${GATEWAY_ADDR:-127.0.0.1:8080}"
+log "starting knative local --data-dir $dir --gateway-addr $gateway (log: $dir/knative.log)"
+"$knative" local --data-dir "$dir" --gateway-addr "$gateway" 2>"$dir/knative.log" &
+platform=$!
+trap 'kill -TERM $platform 2>/dev/null; wait $platform 2>/dev/null; log "stopped"' EXIT
+for _ in $(seq 300); do [ -f "$dir/kubeconfig" ] && break; sleep 0.1; done
+[ -f "$dir/kubeconfig" ] || { log "no kubeconfig"; tail -20 "$dir/knative.log"; exit 1; }
+export KUBECONFIG="$dir/kubeconfig"
 
-log "installing the CRDs: knative crds | kubectl apply -f -"
-"$knative" crds | "$kubectl" apply --server-side --force-conflicts -f -
-"$kubectl" wait --for=condition=Established crd --all --timeout=60s >/dev/null
+log "applying examples/manifests/hello-local.yaml with image local://$hello"
+sed "s|HELLO_PATH|$hello|" examples/manifests/hello-local.yaml >"$dir/hello.yaml"
+"$knative" local apply --data-dir "$dir" -f "$dir/hello.yaml"
 
-log "starting knative controller"
-"$knative" controller --metrics-addr 127.0.0.1:0 2>"${TMPDIR:-/tmp}/knative-controller.log" &
-controller=$!
-trap 'kill -TERM $controller 2>/dev/null; wait $controller 2>/dev/null' EXIT
-
-log "applying Knative's helloworld-go Service unchanged"
-"$kubectl" apply -f examples/manifests/helloworld-go.yaml
-for _ in $(seq 1 100); do
-    "$kubectl" get deployment hello-00001-deployment >/dev/null 2>&1 && break
-    sleep 0.2
+log "waiting for the revision's Pod"
+ip=""
+for _ in $(seq 600); do
+  ip="$(kubectl get pods -l serving.knative.dev/revision=hello-00001 \
+    -o jsonpath='{.items[0].status.podIP}' 2>/dev/null || true)"
+  ready="$(kubectl get deployment hello-00001-deployment \
+    -o jsonpath='{.status.readyReplicas}' 2>/dev/null || true)"
+  [ -n "$ip" ] && [ "$ready" = 1 ] && break
+  sleep 0.1
 done
-"$kubectl" get ksvc,configurations,rev,rt,kingress,deployment
-"$kubectl" get deployment hello-00001-deployment -o jsonpath='{range .spec.template.spec.containers[*]}{.name}{"  "}{.image}{"\n"}{end}'
+[ -n "$ip" ] || { log "no ready Pod"; tail -20 "$dir/knative.log"; exit 1; }
 
-cat >&2 <<MSG
-[demo] done. The API server keeps running:
-  export KUBECONFIG=$KUBECONFIG
-  $kubectl get ksvc,configurations,rev,rt
-  scripts/envtest.sh down     # stop it
-MSG
+log "curl through the Pod's queue-proxy: http://$ip:8012/"
+curl -sS -H 'Host: hello.default.example.com' "http://$ip:8012/"
+
+log "curl through the gateway: Host hello.default.example.com -> http://$gateway/"
+if ! curl -sSf -m 5 -H 'Host: hello.default.example.com' "http://$gateway/"; then
+  log "the gateway has no route yet: the Service is not Ready (see 'kubectl get ksvc,rev,sks')"
+  kubectl get ksvc hello -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}{"\n"}{end}' >&2 || true
+fi
