@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
     let mut controller = Command::new(env!("CARGO_BIN_EXE_knative"))
         .args(["controller", "--namespace", &ns])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--autoscaler-addr", "127.0.0.1:0"])
         .env(
             "RUST_LOG",
             std::env::var("CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),

@@ -59,6 +59,8 @@ async fn the_controller_reconciles_helloworld_and_stops_on_sigterm() {
             &ns.name,
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
+            "--autoscaler-addr",
+            "127.0.0.1:0",
         ])
         .env("KUBECONFIG", &kubeconfig)
         .stdout(Stdio::null())
