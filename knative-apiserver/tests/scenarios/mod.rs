@@ -57,12 +57,21 @@ fn api_code<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String)
 }
 
 /// Polls `check` until it yields a value or PATIENCE runs out.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    eventually_within(PATIENCE, what, check).await
+}
+
+/// Polls `check` until it yields a value or `patience` runs out.
+async fn eventually_within<T, F, Fut>(patience: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         if let Some(value) = check().await {
             return value;
@@ -839,14 +848,19 @@ pub async fn deleting_a_namespace_deletes_its_content(client: Client, ns: &str) 
         .delete(&doomed, &DeleteParams::default())
         .await
         .unwrap();
-    eventually("the namespace and its content to go", || {
-        let (namespaces, api, doomed) = (namespaces.clone(), api.clone(), doomed.clone());
-        async move {
-            let gone = namespaces.get_opt(&doomed).await.unwrap().is_none();
-            let empty = api.get_opt("inside").await.unwrap().is_none();
-            (gone && empty).then_some(())
-        }
-    })
+    // kube-controller-manager's namespace controller takes its time on a busy test cluster.
+    eventually_within(
+        Duration::from_secs(120),
+        "the namespace and its content to go",
+        || {
+            let (namespaces, api, doomed) = (namespaces.clone(), api.clone(), doomed.clone());
+            async move {
+                let gone = namespaces.get_opt(&doomed).await.unwrap().is_none();
+                let empty = api.get_opt("inside").await.unwrap().is_none();
+                (gone && empty).then_some(())
+            }
+        },
+    )
     .await;
 }
 
