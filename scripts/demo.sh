@@ -45,8 +45,15 @@ done
 log "curl through the Pod's queue-proxy: http://$ip:8012/"
 curl -sS -H 'Host: hello.default.example.com' "http://$ip:8012/"
 
-log "curl through the gateway: Host hello.default.example.com -> http://$gateway/"
-if ! curl -sSf -m 5 -H 'Host: hello.default.example.com' "http://$gateway/"; then
-  log "the gateway has no route yet: the Service is not Ready (see 'kubectl get ksvc,rev,sks')"
-  kubectl get ksvc hello -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}{"\n"}{end}' >&2 || true
-fi
+log "waiting for the Service to be Ready"
+url=""
+for _ in $(seq 300); do
+  ready="$(kubectl get ksvc hello -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)"
+  url="$(kubectl get ksvc hello -o jsonpath='{.status.url}' 2>/dev/null || true)"
+  [ "$ready" = True ] && [ -n "$url" ] && break
+  sleep 0.1
+done
+[ "$ready" = True ] || { log "the Service is not Ready"; kubectl get ksvc hello -o yaml >&2; exit 1; }
+host="${url#http://}"
+log "curl $url through the gateway: Host $host -> http://$gateway/"
+curl -sSf -m 10 -H "Host: $host" "http://$gateway/"

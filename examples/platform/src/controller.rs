@@ -19,6 +19,7 @@ use knative_serving::reconciler::autoscaling::{self, PodAutoscalerReconciler};
 use knative_serving::reconciler::configuration::ConfigurationReconciler;
 use knative_serving::reconciler::revision::{self, DeploymentConfig, RevisionReconciler};
 use knative_serving::reconciler::route::RouteReconciler;
+use knative_serving::reconciler::serverlessservice::ServerlessServiceReconciler;
 use knative_serving::reconciler::service::ServiceReconciler;
 
 /// Arguments of `knative controller`.
@@ -44,6 +45,10 @@ pub struct Args {
     /// activator's `--autoscaler-url` here).
     #[arg(long, default_value = "0.0.0.0:8085")]
     autoscaler_addr: SocketAddr,
+    /// The activator's Service in the system namespace: its Endpoints are put in front of
+    /// Revisions at zero or behind the activator.
+    #[arg(long, default_value = "activator-service")]
+    activator_service: String,
     /// Eventing: the base URL of the broker ingress (Brokers are addressed
     /// `<url>/<namespace>/<name>`); default: Knative's in-cluster `broker-ingress` Service.
     #[arg(long)]
@@ -103,6 +108,16 @@ async fn controller(args: Args) -> anyhow::Result<()> {
     let route_watches = route.watches(client.clone(), ns.clone());
     let revision_client = client.clone();
     let revision_ns = ns.clone();
+    // Networking: each Revision's private and public Services, the public Endpoints pointing at
+    // its pods or at the activator.
+    let sks = ServerlessServiceReconciler::new().with_activator(
+        args.system_namespace.clone(),
+        args.activator_service.clone(),
+    );
+    let sks_watches = sks.watches(client.clone(), ns.clone());
+    let networking = tokio::spawn(
+        prepare(&client, &args, &store, &metrics, &identity, sks).run_with(sks_watches),
+    );
     let eventing = tokio::spawn(run_eventing(
         client.clone(),
         args.clone(),
@@ -178,6 +193,7 @@ async fn controller(args: Args) -> anyhow::Result<()> {
     results.4?;
     eventing.await??;
     build.await??;
+    networking.await??;
     Ok(())
 }
 

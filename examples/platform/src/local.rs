@@ -125,6 +125,8 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
 
     let autoscaler_addr = free_port()?;
     let activator_addr = free_port()?;
+    register_activator(&client, activator_addr).await?;
+    default_domain(&client).await?;
     let mut children = Vec::new();
     let spawn = |name: &str, extra: Vec<String>| -> anyhow::Result<tokio::process::Child> {
         let exe = std::env::current_exe()?;
@@ -185,6 +187,56 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
     server.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The activator's Service and Endpoints (`knative-serving/activator-service`), which the
+/// ServerlessService reconciler puts in front of Revisions at zero: as in a cluster, port `http`
+/// 80, here leading to the activator child process on `addr`.
+async fn register_activator(client: &kube::Client, addr: SocketAddr) -> anyhow::Result<()> {
+    let params = PatchParams::apply("knative-local").force();
+    let service = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "activator-service", "namespace": "knative-serving",
+                     "labels": {"app": "activator"}},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": addr.port(), "protocol": "TCP"}]},
+    });
+    let endpoints = serde_json::json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "activator-service", "namespace": "knative-serving",
+                     "labels": {"app": "activator"}},
+        "subsets": [{
+            "addresses": [{"ip": addr.ip().to_string()}],
+            "ports": [{"name": "http", "port": addr.port(), "protocol": "TCP"}],
+        }],
+    });
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "knative-serving")
+        .patch("activator-service", &params, &Patch::Apply(&service))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot register the activator's Service: {e}"))?;
+    Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(client.clone(), "knative-serving")
+        .patch("activator-service", &params, &Patch::Apply(&endpoints))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot register the activator's Endpoints: {e}"))?;
+    Ok(())
+}
+
+/// Gives Routes the domain `example.com` (so a Service is `http://<name>.<namespace>.example.com`
+/// through the gateway) unless `config-domain` exists already: Knative without a configured
+/// domain would make every Route cluster-local (`svc.cluster.local`).
+async fn default_domain(client: &kube::Client) -> anyhow::Result<()> {
+    let config_map: k8s_openapi::api::core::v1::ConfigMap =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "config-domain", "namespace": "knative-serving"},
+            "data": {"example.com": ""},
+        }))?;
+    match Api::namespaced(client.clone(), "knative-serving")
+        .create(&PostParams::default(), &config_map)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot create config-domain: {e}")),
+    }
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {

@@ -7,4 +7,5 @@ pub mod gc;
 pub mod labeler;
 pub mod revision;
 pub mod route;
+pub mod serverlessservice;
 pub mod service;

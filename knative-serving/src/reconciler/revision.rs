@@ -43,7 +43,7 @@
 //! ```
 
 mod lifecycle;
-mod resources;
+pub(crate) mod resources;
 mod semantic;
 
 use std::time::Duration;
