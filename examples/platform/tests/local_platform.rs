@@ -1,217 +1,281 @@
-//! `knative local` as a process: a Knative Service of `image: local://<hello>` gets its Pod run
-//! by the process runtime with the in-process queue-proxy in front, and SIGTERM ends every
-//! process of the platform.
+//! `knative local` as a process, as a user meets it: a Knative Service of
+//! `image: local://<hello>` answers at its URL through the gateway, scales to zero and wakes
+//! through the activator, splits traffic between revisions, survives its function process
+//! being killed and the platform being restarted; SIGTERM ends every process.
 //!
-//! Needs the `hello` example built next to `knative` (`cargo build -p hello`).
+//! Needs the `hello` example built next to `knative` (`cargo build -p hello`). The scenarios run
+//! one at a time: every platform gives its first Pod the address 127.0.0.2.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use common::{Platform, alive, hello_children, hello_service};
+use knative_serving::apis::{Configuration, Revision, Route, Service};
+use kube::ResourceExt;
+use kube::api::Api;
 
-fn hello_binary() -> PathBuf {
-    let knative = Path::new(env!("CARGO_BIN_EXE_knative"));
-    let hello = knative.with_file_name("hello");
-    assert!(
-        hello.is_file(),
-        "{} is missing: run `cargo build -p hello` first",
-        hello.display()
-    );
-    hello
-}
+/// One platform at a time (they share Pod addresses).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// Knative's shortest windows, so that an idle revision goes to zero within seconds; zero
+/// initial scale allowed.
+const FAST_AUTOSCALER: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-autoscaler\n  namespace: knative-serving\ndata:\n  stable-window: \"6s\"\n  scale-to-zero-grace-period: \"6s\"\n  allow-zero-initial-scale: \"true\"\n";
 
-struct Platform {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Platform {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_knative"))
-            .args(["local", "--data-dir"])
-            .arg(dir.path())
-            .arg(format!("--gateway-addr=127.0.0.1:{}", free_port()))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !kubeconfig.exists() {
-            assert!(Instant::now() < deadline, "no kubeconfig after 30 s");
-            std::thread::sleep(Duration::from_millis(50));
+async fn eventually<T, F, Fut>(
+    platform: &Platform,
+    what: &str,
+    patience: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(value) = check().await {
+            return value;
         }
-        Self { child, dir }
-    }
-
-    fn apply(&self, yaml: &str) {
-        let file = self.dir.path().join("apply.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_knative"))
-            .args(["local", "apply", "--data-dir"])
-            .arg(self.dir.path())
-            .arg("-f")
-            .arg(&file)
-            .output()
-            .unwrap();
         assert!(
-            out.status.success(),
-            "apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            Instant::now() < deadline,
+            "timed out after {patience:?} waiting for {what}\n{}",
+            platform.log()
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    async fn client(&self) -> kube::Client {
-        let config =
-            kube::config::Kubeconfig::read_from(self.dir.path().join("kubeconfig")).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(
-            config,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .unwrap();
-        kube::Client::try_from(config).unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Platform {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `hello` processes whose parent is `parent`.
-fn hello_children(parent: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...
-        let Some((comm, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        let ppid: u32 = rest
-            .split(' ')
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if comm.ends_with("(hello") && ppid == parent {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .split_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z'))
-    })
-}
-
-fn get(addr: &str, host: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_local_service_runs_behind_the_queue_proxy_and_sigterm_ends_every_process() {
-    let hello = hello_binary();
+async fn a_service_answers_at_its_url_through_the_gateway() {
+    let _serial = SERIAL.lock().await;
     let platform = Platform::start();
-    platform.apply(&format!(
-        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\n  namespace: default\nspec:\n  template:\n    spec:\n      containers:\n        - image: local://{}\n",
-        hello.display()
-    ));
-    let client = platform.client().await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = deployments
-            .get_opt("hello-00001-deployment")
-            .await
-            .unwrap()
-            .and_then(|d| d.status)
-            .and_then(|s| s.ready_replicas);
-        if ready == Some(1) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Revision's Deployment is not ready after 60 s\n{}",
-            platform.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let pods: Api<Pod> = Api::namespaced(client, "default");
-    let pod = pods
-        .list(&ListParams::default().labels("serving.knative.dev/revision=hello-00001"))
-        .await
-        .unwrap()
-        .items
-        .pop()
-        .expect("a Pod of the revision");
-    let ip = pod.status.and_then(|s| s.pod_ip).expect("a Pod IP");
-    let response = get(&format!("{ip}:8012"), "hello.default.example.com");
-    assert!(
-        response.starts_with("HTTP/1.1 200") && response.ends_with("Hello World!\n"),
-        "{response}"
+    platform.apply(&hello_service("hello", "World", &[]));
+    let host = platform.wait_ready("hello").await;
+    assert_eq!(host, "hello.default.example.com");
+    assert_eq!(platform.get(&host), (200, "Hello World!\n".to_owned()));
+    assert_eq!(
+        platform.get("nobody.default.example.com").0,
+        404,
+        "an unknown host is not routed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_service_scales_to_zero_and_wakes_on_the_next_request() {
+    let _serial = SERIAL.lock().await;
+    let platform = Platform::start();
+    platform.apply(FAST_AUTOSCALER);
+    platform.apply(&hello_service("hello", "World", &[]));
+    let host = platform.wait_ready("hello").await;
+    assert_eq!(platform.get(&host).0, 200);
 
     let pid = platform.child.id();
-    let hellos = hello_children(pid);
-    assert_eq!(hellos.len(), 1, "one hello process under knative local");
+    eventually(
+        &platform,
+        "the revision at zero",
+        Duration::from_secs(60),
+        || async {
+            (platform.pods("hello-00001").await.is_empty() && hello_children(pid).is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        platform.get(&host),
+        (200, "Hello World!\n".to_owned()),
+        "the activator holds the request until the function is back"
+    );
+    assert_eq!(hello_children(pid).len(), 1, "one process again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_concurrent_requests_to_a_service_at_zero_all_succeed() {
+    let _serial = SERIAL.lock().await;
+    let platform = Platform::start();
+    platform.apply(FAST_AUTOSCALER);
+    platform.apply(&hello_service(
+        "hello",
+        "World",
+        &[("autoscaling.knative.dev/initial-scale", "0")],
+    ));
+    let host = platform.wait_ready("hello").await;
+    assert!(
+        platform.pods("hello-00001").await.is_empty(),
+        "initial scale 0: Ready without a Pod"
+    );
+
+    let gateway = platform.gateway.clone();
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let (gateway, host) = (gateway.clone(), host.clone());
+            std::thread::spawn(move || common::get(&gateway, &host))
+        })
+        .collect();
+    let mut failures = BTreeMap::<String, usize>::new();
+    for request in requests {
+        let (status, body) = request.join().unwrap();
+        if (status, body.as_str()) != (200, "Hello World!\n") {
+            *failures.entry(format!("{status} {body}")).or_default() += 1;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failures: {failures:?}\n{}",
+        platform.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifty_fifty_split_between_two_revisions_shows_over_a_thousand_requests() {
+    let _serial = SERIAL.lock().await;
+    let platform = Platform::start();
+    platform.apply(&hello_service("hello", "Blue", &[]));
+    platform.wait_ready("hello").await;
+    let split = hello_service("hello", "Green", &[]).replace(
+        "spec:\n  template:\n",
+        "spec:\n  traffic:\n    - revisionName: hello-00001\n      percent: 50\n    - latestRevision: true\n      percent: 50\n  template:\n",
+    );
+    platform.apply(&split);
+    let services: Api<Service> = Api::namespaced(platform.client().await, "default");
+    eventually(
+        &platform,
+        "traffic on two revisions",
+        Duration::from_secs(60),
+        || async {
+            let status = services.get("hello").await.ok()?.status?;
+            let ready = status
+                .status
+                .get_condition("Ready")
+                .is_some_and(|c| c.is_true());
+            (ready && status.route.traffic.len() == 2).then_some(())
+        },
+    )
+    .await;
+    let host = platform.wait_ready("hello").await;
+
+    let mut answers = BTreeMap::<String, usize>::new();
+    for _ in 0..1000 {
+        let (status, body) = platform.get(&host);
+        assert_eq!(status, 200, "{body}");
+        *answers.entry(body).or_default() += 1;
+    }
+    let blue = answers.get("Hello Blue!\n").copied().unwrap_or(0);
+    let green = answers.get("Hello Green!\n").copied().unwrap_or(0);
+    assert_eq!(
+        blue + green,
+        1000,
+        "only the two revisions answer: {answers:?}"
+    );
+    assert!(
+        (450..=550).contains(&blue),
+        "50% ± 5% of 1000 to each revision, got {answers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_function_process_is_replaced_and_traffic_recovers() {
+    let _serial = SERIAL.lock().await;
+    let platform = Platform::start();
+    platform.apply(&hello_service("hello", "World", &[]));
+    let host = platform.wait_ready("hello").await;
+    assert_eq!(platform.get(&host).0, 200);
+
+    let pid = platform.child.id();
+    let victims = hello_children(pid);
+    assert_eq!(victims.len(), 1, "one hello process");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
+        nix::unistd::Pid::from_raw(i32::try_from(victims[0]).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let mut platform = platform;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = platform.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "knative local still running 30 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    eventually(
+        &platform,
+        "a new process answering",
+        Duration::from_secs(60),
+        || async {
+            let replaced = hello_children(pid).iter().any(|p| *p != victims[0]);
+            (replaced && platform.get(&host) == (200, "Hello World!\n".to_owned())).then_some(())
+        },
+    )
+    .await;
+    assert!(!alive(victims[0]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_platform_keeps_every_object_and_serves_again() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start();
+    platform.apply(&hello_service("hello", "World", &[]));
+    let host = platform.wait_ready("hello").await;
+    let uids = async |platform: &Platform| {
+        let client = platform.client().await;
+        let uid = |o: Option<String>| o.unwrap_or_else(|| "missing".to_owned());
+        [
+            uid(Api::<Service>::namespaced(client.clone(), "default")
+                .get("hello")
+                .await
+                .ok()
+                .and_then(|o| o.uid())),
+            uid(Api::<Configuration>::namespaced(client.clone(), "default")
+                .get("hello")
+                .await
+                .ok()
+                .and_then(|o| o.uid())),
+            uid(Api::<Route>::namespaced(client.clone(), "default")
+                .get("hello")
+                .await
+                .ok()
+                .and_then(|o| o.uid())),
+            uid(Api::<Revision>::namespaced(client, "default")
+                .get("hello-00001")
+                .await
+                .ok()
+                .and_then(|o| o.uid())),
+        ]
     };
-    assert!(status.success(), "{status}\n{}", platform.log());
+    let before = uids(&platform).await;
+    assert!(!before.contains(&"missing".to_owned()), "{before:?}");
+
+    platform.stop();
+    platform.restart();
+    assert_eq!(
+        uids(&platform).await,
+        before,
+        "the same objects after the restart"
+    );
+    assert_eq!(platform.wait_ready("hello").await, host);
+    eventually(
+        &platform,
+        "the service answering again",
+        Duration::from_secs(60),
+        || async { (platform.get(&host) == (200, "Hello World!\n".to_owned())).then_some(()) },
+    )
+    .await;
+    let revisions: Api<Revision> = Api::namespaced(platform.client().await, "default");
+    assert_eq!(
+        revisions
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1,
+        "no new revision: the state reconciled is the same"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_the_platform_and_every_function_process() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start();
+    platform.apply(&hello_service("hello", "World", &[]));
+    let host = platform.wait_ready("hello").await;
+    assert_eq!(platform.get(&host).0, 200);
+    let hellos = hello_children(platform.child.id());
+    assert_eq!(hellos.len(), 1, "one hello process under knative local");
+    platform.stop();
     assert!(
         hellos.iter().all(|p| !alive(*p)),
         "hello processes left: {hellos:?}"
