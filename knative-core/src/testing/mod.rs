@@ -6,8 +6,39 @@
 //!   out; induced failures such as a 409 on the next update.
 //! - [`envtest`]: connect to the real API server of the test environment
 //!   (`scripts/envtest.sh up`) and make a fresh namespace per test.
+//! - [`embedded`]: a Kubernetes-compatible API server in the test's own process (the one
+//!   `knative local` runs): real HTTP, list and watch, patches, `/status`, finalizers, owner
+//!   garbage collection, CRDs; it starts in milliseconds, in memory or on a data directory.
+//!   Where it differs from kube-apiserver, its README says so; the same API scenarios run
+//!   against both in `knative-apiserver`'s tests.
 
 mod api;
 pub mod envtest;
+
+/// The embedded API server ([`knative_apiserver`]), for integration tests that need a real
+/// API server but not a cluster.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use knative_core::testing::embedded::ApiServer;
+/// use kube::api::{Api, PostParams};
+///
+/// let server = ApiServer::builder().in_memory().start().await?;
+/// let client = server.client();
+/// let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
+/// let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+///     "metadata": {"name": "config-domain"}, "data": {"example.com": ""}
+/// }))?;
+/// config_maps.create(&PostParams::default(), &cm).await?;
+/// assert_eq!(config_maps.get("config-domain").await?.data.unwrap()["example.com"], "");
+/// server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+pub mod embedded {
+    pub use knative_apiserver::{ApiServer, Builder, Error, RunningApiServer};
+}
 
 pub use api::{Action, RecordedEvent, RecordingApi, Verb};
