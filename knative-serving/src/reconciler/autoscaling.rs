@@ -447,12 +447,9 @@ async fn reconcile_sks(
 }
 
 /// Adds to a PodAutoscaler controller what makes it react: the ServerlessServices it owns, the
-/// pods of its revision (by `serving.knative.dev/revision`), and the changed decisions of
-/// `deciders`. Watches `namespace` only, when given.
-///
-/// kube-runtime can trigger a single object from a stream only behind an unstable feature this
-/// workspace does not enable, so a round of changed decisions (one tick's, coalesced)
-/// reconciles every PodAutoscaler: those whose decision did not change find nothing to do.
+/// pods of its revision (by `serving.knative.dev/revision`), and each changed decision of
+/// `deciders` (which reconciles that revision's PodAutoscaler only). Watches `namespace` only,
+/// when given.
 pub fn watch_children(
     controller: Controller<PodAutoscaler>,
     client: &Client,
@@ -483,18 +480,17 @@ pub fn watch_children(
                     .map(|(name, ns)| ObjectRef::<PodAutoscaler>::new(&name).within(&ns))
             },
         )
-        .reconcile_all_on(decision_rounds(deciders.subscribe()))
+        .reconcile_on(decisions(deciders.subscribe()))
 }
 
-/// One `()` per burst of changed decisions: every change waiting when one arrives is taken
-/// with it.
-fn decision_rounds(
+/// The PodAutoscaler of each changed decision (kube's scheduler merges a key already pending).
+fn decisions(
     changes: tokio::sync::mpsc::UnboundedReceiver<RevisionKey>,
-) -> impl futures::Stream<Item = ()> + Send + 'static {
+) -> impl futures::Stream<Item = ObjectRef<PodAutoscaler>> + Send + 'static {
     futures::stream::unfold(changes, |mut rx| async move {
-        rx.recv().await?;
-        while rx.try_recv().is_ok() {}
-        Some(((), rx))
+        let key = rx.recv().await?;
+        let pa = ObjectRef::<PodAutoscaler>::new(&key.name).within(&key.namespace);
+        Some((pa, rx))
     })
 }
 
