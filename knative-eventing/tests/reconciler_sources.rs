@@ -177,6 +177,11 @@ async fn a_ping_source_adapter_carries_schedule_data_sink_and_overrides() {
         .unwrap()
         .containers[0];
     assert_eq!(container.image.as_deref(), Some("ping-adapter:1"));
+    assert_eq!(
+        container.args.as_deref(),
+        Some(&["eventing".to_owned(), "ping".to_owned()][..]),
+        "the adapter runs `knative eventing ping`"
+    );
     let env = env_of(&deployment, 0);
     assert_eq!(
         env_value(&env, "PING_SCHEDULE").as_deref(),
@@ -236,7 +241,13 @@ async fn an_api_server_source_adapter_is_configured_with_its_resources_and_mode(
     assert_eq!(config["namespaces"], json!(["ns"]));
     assert_eq!(
         config["resources"],
-        json!([{"apiVersion": "v1", "kind": "Event"}])
+        json!([{"gvr": {"Group": "", "Version": "v1", "Resource": "events"}}]),
+        "resources as Knative's adapter reads them"
+    );
+    assert_eq!(
+        pod.containers[0].args.as_deref(),
+        Some(&["eventing".to_owned(), "apiserver".to_owned()][..]),
+        "the adapter runs `knative eventing apiserver`"
     );
 }
 

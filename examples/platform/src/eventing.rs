@@ -4,12 +4,19 @@
 //! knative eventing broker    --listen ADDR --triggers FILE            ingress + filter of one Broker
 //! knative eventing channel   --listen ADDR --channel FILE             an InMemoryChannel dispatcher
 //! knative eventing jetstream --listen ADDR --channel FILE --nats URL  a durable channel on JetStream
-//! knative eventing ping      --source FILE                            a PingSource adapter
+//! knative eventing ping      [--source FILE]                          a PingSource adapter
+//! knative eventing apiserver [--source FILE]                          an ApiServerSource adapter
 //! ```
 //!
 //! The files hold Knative manifests (YAML, multi-document): Triggers with a resolved subscriber
 //! (`status.subscriberUri` or `spec.subscriber.uri`), a channel whose `spec.subscribers` the
 //! Subscription reconciler filled (or written by hand), a PingSource with a sink URI.
+//!
+//! Without `--source`, the adapters read Knative's adapter environment, as the Deployments the
+//! source reconcilers create set it: `K_SINK`, `K_CE_OVERRIDES` (`{"extensions": {...}}`, set
+//! on every event), and `PING_SCHEDULE`, `PING_TIMEZONE`, `PING_CONTENT_TYPE`, `PING_DATA`,
+//! `PING_DATA_BASE64`, `K_SOURCE` for ping, `K_SOURCE_CONFIG` (Knative's JSON) for apiserver,
+//! which watches the API server of `$KUBECONFIG` or of its Pod's service account.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,11 +25,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use knative_eventing::apis::eventing::trigger::Trigger;
 use knative_eventing::apis::messaging::channelable::ChannelableSpec;
+use knative_eventing::apis::sources::api_server::ApiServerSource;
 use knative_eventing::apis::sources::ping::PingSource;
 use knative_eventing::broker::{Broker, BrokerConfig, DEFAULT_TTL, TriggerRoute};
 use knative_eventing::channel::jetstream::{JetStreamChannel, JetStreamConfig, run_dispatcher};
 use knative_eventing::channel::{InMemoryChannel, SubscriptionRoute};
 use knative_eventing::delivery::Dispatcher;
+use knative_eventing::sources::apiserver::ApiServerAdapter;
 use knative_eventing::sources::ping::PingAdapter;
 use serde::Deserialize;
 
@@ -77,11 +86,20 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         ack_wait_seconds: u64,
     },
-    /// A PingSource adapter.
+    /// A PingSource adapter: from a file, or from its environment (`K_SINK`, `PING_*`).
     Ping {
-        /// A YAML file with the PingSource (its sink as `status.sinkUri` or `spec.sink.uri`).
+        /// A YAML file of PingSources (each sink as `status.sinkUri` or `spec.sink.uri`);
+        /// without it, the adapter's environment.
         #[arg(long, value_name = "FILE")]
-        source: PathBuf,
+        source: Option<PathBuf>,
+    },
+    /// An ApiServerSource adapter: from a file, or from its environment (`K_SINK`,
+    /// `K_SOURCE_CONFIG`).
+    Apiserver {
+        /// A YAML file of ApiServerSources (each sink as `status.sinkUri` or `spec.sink.uri`);
+        /// without it, the adapter's environment.
+        #[arg(long, value_name = "FILE")]
+        source: Option<PathBuf>,
     },
 }
 
@@ -160,14 +178,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ingress.serve(listener, shutdown()).await?;
             }
             Command::Ping { source } => {
-                let sources = read_documents::<PingSource>(&source)?;
+                let adapters = match source {
+                    Some(path) => read_documents::<PingSource>(&path)?
+                        .iter()
+                        .map(PingAdapter::from_source)
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => vec![
+                        PingAdapter::from_env(|name| std::env::var(name).ok())
+                            .context("the PingSource adapter's environment")?,
+                    ],
+                };
                 let mut running = tokio::task::JoinSet::new();
-                for source in &sources {
-                    let adapter = PingAdapter::from_source(source)?;
+                for adapter in adapters {
                     tracing::info!(source = %adapter.source, sink = %adapter.sink, "ping source");
                     running.spawn(async move { adapter.run(&Dispatcher::new(), shutdown()).await });
                 }
                 while running.join_next().await.is_some() {}
+            }
+            Command::Apiserver { source } => {
+                let config = kube::Config::infer()
+                    .await
+                    .context("no API server to watch (KUBECONFIG or in-cluster)")?;
+                let server_url = config.cluster_url.to_string();
+                let server_url = server_url.trim_end_matches('/').to_owned();
+                let client = kube::Client::try_from(config)?;
+                let adapters = match source {
+                    Some(path) => read_documents::<ApiServerSource>(&path)?
+                        .iter()
+                        .map(|s| ApiServerAdapter::from_source(s, &server_url))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => vec![
+                        ApiServerAdapter::from_env(|name| std::env::var(name).ok(), &server_url)
+                            .context("the ApiServerSource adapter's environment")?,
+                    ],
+                };
+                let mut running = tokio::task::JoinSet::new();
+                for adapter in adapters {
+                    tracing::info!(sink = %adapter.sink, resources = adapter.resources.len(), "apiserver source");
+                    let client = client.clone();
+                    running.spawn(async move {
+                        adapter.run(client, &Dispatcher::new(), shutdown()).await
+                    });
+                }
+                while let Some(done) = running.join_next().await {
+                    done??;
+                }
             }
         }
         anyhow::Ok(ExitCode::SUCCESS)

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Namespace, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use knative_core::apis::{CloudEventOverrides, KnativeObject, SourceSpec, SourceStatus};
 use knative_core::reconciler::{Context, ReconcileError, Reconciler};
@@ -34,20 +34,23 @@ use crate::apis::sources::{SOURCE_CONDITION_DEPLOYED, SOURCE_CONDITION_SINK_PROV
 use crate::apis::{ApiServerSource, ContainerSource, PingSource, SinkBinding};
 use crate::reconciler::{api_resource, controller_ref, reconcile_child};
 use crate::resolver::Resolver;
+use crate::sources::apiserver::SourceConfig;
 
-/// The environment variable holding the sink's URL.
-pub const K_SINK: &str = "K_SINK";
-/// The environment variable holding the JSON of the source's `ceOverrides`.
-pub const K_CE_OVERRIDES: &str = "K_CE_OVERRIDES";
-/// The environment variable holding an adapter's configuration as JSON.
-pub const K_SOURCE_CONFIG: &str = "K_SOURCE_CONFIG";
+pub use crate::sources::adapter::{K_CE_OVERRIDES, K_SINK, K_SOURCE_CONFIG};
 
-/// The images of the adapters the reconcilers deploy.
+/// The arguments of the PingSource adapter container: the image's entrypoint is `knative`,
+/// and `knative eventing ping` reads the environment the reconciler sets.
+pub const PING_ADAPTER_ARGS: &[&str] = &["eventing", "ping"];
+/// The arguments of the ApiServerSource adapter container (`knative eventing apiserver`).
+pub const API_SERVER_ADAPTER_ARGS: &[&str] = &["eventing", "apiserver"];
+
+/// The images of the adapters the reconcilers deploy; each is run with its adapter's arguments
+/// ([`PING_ADAPTER_ARGS`], [`API_SERVER_ADAPTER_ARGS`]) after an entrypoint that is `knative`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdapterImages {
-    /// The PingSource adapter (runs `knative ping-adapter` by default).
+    /// The image of the PingSource adapter.
     pub ping: String,
-    /// The ApiServerSource adapter.
+    /// The image of the ApiServerSource adapter.
     pub api_server: String,
 }
 
@@ -222,7 +225,7 @@ where
 
 fn adapter_template(
     image: &str,
-    env: Vec<EnvVar>,
+    args: &[&str],
     service_account: Option<String>,
 ) -> PodTemplateSpec {
     PodTemplateSpec {
@@ -232,7 +235,7 @@ fn adapter_template(
             containers: vec![Container {
                 name: "receive-adapter".to_owned(),
                 image: Some(image.to_owned()),
-                env: Some(env),
+                args: Some(args.iter().map(|a| (*a).to_owned()).collect()),
                 ..Container::default()
             }],
             ..PodSpec::default()
@@ -270,7 +273,9 @@ impl Reconciler<ContainerSource> for ContainerSourceReconciler {
 }
 
 /// Reconciles ApiServerSources into an adapter Deployment `apiserversource-<name>`, configured
-/// through `K_SOURCE_CONFIG`: `{"namespaces", "resources", "owner", "mode"}`.
+/// as Knative's: `K_SOURCE_CONFIG` is a [`SourceConfig`] (the source's namespace, or those its
+/// `namespaceSelector` matches, or all of them for an empty selector; resources as
+/// group/version/resource with their label selectors; owner, mode, filters).
 #[derive(Clone, Debug, Default)]
 pub struct ApiServerSourceReconciler {
     images: AdapterImages,
@@ -295,21 +300,32 @@ impl Reconciler<ApiServerSource> for ApiServerSourceReconciler {
             return Ok(());
         };
         let namespace = source.namespace().unwrap_or_default();
-        let config = serde_json::json!({
-            "namespaces": [namespace],
-            "allNamespaces": false,
-            "resources": spec.resources,
-            "owner": spec.resource_owner,
-            "mode": spec.event_mode,
-            "filters": spec.filters,
-        });
+        let (namespaces, all_namespaces) = match &spec.namespace_selector {
+            None => (vec![namespace.clone()], false),
+            Some(selector) if *selector == LabelSelector::default() => (Vec::new(), true),
+            Some(selector) => {
+                let api: Api<Namespace> = Api::all(ctx.client().clone());
+                let params = ListParams::default().labels(&label_selector_string(selector));
+                let mut names: Vec<String> = api
+                    .list(&params)
+                    .await?
+                    .items
+                    .iter()
+                    .map(ResourceExt::name_any)
+                    .collect();
+                names.sort();
+                (names, false)
+            }
+        };
+        let config = SourceConfig::from_source(source, namespaces, all_namespaces);
+        let config = serde_json::to_string(&config).unwrap_or_default();
         let mut vars = sink_env(&sink, spec.source.ce_overrides.as_ref());
-        vars.push(env(K_SOURCE_CONFIG, config.to_string()));
+        vars.push(env(K_SOURCE_CONFIG, config));
         vars.push(env("NAMESPACE", namespace));
         vars.push(env("NAME", source.name_any()));
         let template = adapter_template(
             &self.images.api_server,
-            Vec::new(),
+            API_SERVER_ADAPTER_ARGS,
             Some(spec.service_account_name.clone()).filter(|s| !s.is_empty()),
         );
         let name = format!("apiserversource-{}", source.name_any());
@@ -363,7 +379,7 @@ impl Reconciler<PingSource> for PingSourceReconciler {
                 source.name_any()
             ),
         ));
-        let template = adapter_template(&self.images.ping, Vec::new(), None);
+        let template = adapter_template(&self.images.ping, PING_ADAPTER_ARGS, None);
         let name = format!("pingsource-{}", source.name_any());
         reconcile_adapter(source, ctx, name, template, vars).await
     }

@@ -10,8 +10,12 @@
 //!
 //! with `source` = the API server's URL and `subject` = the object's path
 //! (`/api/v1/namespaces/default/configmaps/x`).
+//!
+//! The adapter takes its configuration as Knative's does: [`SourceConfig`], the JSON of
+//! `K_SOURCE_CONFIG` (namespaces, resources as group/version/resource with a label selector,
+//! owner, mode, filters), with `K_SINK` and `K_CE_OVERRIDES` ([`ApiServerAdapter::from_env`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -22,8 +26,11 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
-use crate::apis::sources::api_server::ApiServerSource;
+use crate::apis::eventing::SubscriptionsAPIFilter;
+use crate::apis::sources::api_server::{APIVersionKind, ApiServerSource};
 use crate::delivery::{DeliveryPolicy, Dispatcher, Outcome};
+use crate::filter::Filter;
+use crate::sources::adapter::{AdapterEnv, AdapterEnvError, K_SOURCE_CONFIG, required};
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +82,17 @@ pub enum ApiServerSourceError {
     /// The sink URI is missing or invalid.
     #[error("the ApiServerSource has no valid sink URI (status.sinkUri): {0}")]
     Sink(String),
-    /// A resource's apiVersion/kind is unknown to the API server.
-    #[error("spec.resources[{index}]: {message}")]
+    /// No namespace to watch (and not all of them).
+    #[error("no namespace to watch: namespaces is empty and allNamespaces is false")]
+    Namespaces,
+    /// A filter does not compile.
+    #[error("{0}")]
+    Filter(String),
+    /// The adapter's environment is not usable.
+    #[error(transparent)]
+    Env(#[from] AdapterEnvError),
+    /// A resource is not valid or unknown to the API server.
+    #[error("resources[{index}]: {message}")]
     Resource {
         /// The resource's index.
         index: usize,
@@ -180,15 +196,119 @@ impl Seen {
     }
 }
 
+/// The adapter's configuration, `K_SOURCE_CONFIG`, in the shape of Knative's
+/// `pkg/adapter/apiserver.Config`:
+///
+/// ```json
+/// {"namespaces": ["demo"], "allNamespaces": false,
+///  "resources": [{"gvr": {"Group": "", "Version": "v1", "Resource": "configmaps"},
+///                 "selector": "watched=yes"}],
+///  "owner": {"apiVersion": "apps/v1", "kind": "Deployment"},
+///  "mode": "Reference", "filters": [{"prefix": {"type": "dev.knative.apiserver.ref."}}]}
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceConfig {
+    /// The namespaces watched.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Whether every namespace is watched (then `namespaces` is ignored).
+    #[serde(default)]
+    pub all_namespaces: bool,
+    /// The resources watched.
+    #[serde(default)]
+    pub resources: Vec<ResourceWatch>,
+    /// Only objects owned by an object of this kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<APIVersionKind>,
+    /// `Reference` (the default) or `Resource`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
+    /// Only events passing every filter (subscriptions-API dialects) are sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<SubscriptionsAPIFilter>,
+}
+
+/// One watched resource of a [`SourceConfig`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResourceWatch {
+    /// The resource.
+    pub gvr: GroupVersionResource,
+    /// A label selector in the API's syntax (`app=web,tier in (a,b)`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub selector: String,
+}
+
+/// A group, version and resource, serialized as Go's `schema.GroupVersionResource` (no JSON
+/// tags: capitalised field names).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GroupVersionResource {
+    /// The API group; empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// The version.
+    #[serde(default)]
+    pub version: String,
+    /// The resource (plural, lower case: `configmaps`).
+    #[serde(default)]
+    pub resource: String,
+}
+
+impl SourceConfig {
+    /// The configuration the ApiServerSource reconciler gives `source`'s adapter, watching
+    /// `namespaces` (or every namespace): each resource's kind guessed to its plural resource
+    /// name as Knative does, its label selector rendered.
+    pub fn from_source(
+        source: &ApiServerSource,
+        namespaces: Vec<String>,
+        all_namespaces: bool,
+    ) -> Self {
+        let spec = &source.spec;
+        SourceConfig {
+            namespaces,
+            all_namespaces,
+            resources: spec
+                .resources
+                .iter()
+                .map(|r| {
+                    let (group, version) = r
+                        .api_version
+                        .split_once('/')
+                        .unwrap_or(("", &r.api_version));
+                    let plural =
+                        ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &r.kind))
+                            .plural;
+                    ResourceWatch {
+                        gvr: GroupVersionResource {
+                            group: group.to_owned(),
+                            version: version.to_owned(),
+                            resource: plural,
+                        },
+                        selector: r.selector.as_ref().map(label_selector).unwrap_or_default(),
+                    }
+                })
+                .collect(),
+            owner: spec.resource_owner.clone(),
+            mode: spec.event_mode.clone(),
+            filters: spec.filters.clone(),
+        }
+    }
+}
+
 /// A running ApiServerSource: watches its resources and sends their events to the sink.
 #[derive(Debug, Clone)]
 pub struct ApiServerAdapter {
     /// How events are made.
     pub events: ApiServerEvents,
-    /// The namespace watched.
-    pub namespace: String,
+    /// The namespaces watched; `None` watches all of them.
+    pub namespaces: Option<Vec<String>>,
     /// The resources watched, with their label selectors.
-    pub resources: Vec<(GroupVersionKind, Option<String>)>,
+    pub resources: Vec<ResourceWatch>,
+    /// Only objects with an owner reference to this kind.
+    pub owner: Option<APIVersionKind>,
+    /// Only events passing this filter are sent.
+    pub filter: Filter,
     /// Where events go.
     pub sink: Uri,
     /// How they are delivered.
@@ -196,17 +316,13 @@ pub struct ApiServerAdapter {
 }
 
 impl ApiServerAdapter {
-    /// The adapter of `source` for the API server at `server_url` (the events' source).
+    /// The adapter of `source` for the API server at `server_url` (the events' source),
+    /// watching the source's namespace.
     pub fn from_source(
         source: &ApiServerSource,
         server_url: &str,
     ) -> Result<Self, ApiServerSourceError> {
         let spec = &source.spec;
-        let mode = match spec.event_mode.as_str() {
-            "" | "Reference" => EventMode::Reference,
-            "Resource" => EventMode::Resource,
-            other => return Err(ApiServerSourceError::Mode(other.to_owned())),
-        };
         let sink = source
             .status
             .as_ref()
@@ -216,42 +332,95 @@ impl ApiServerAdapter {
         let sink = sink
             .parse::<Uri>()
             .map_err(|_| ApiServerSourceError::Sink(sink.clone()))?;
-        let resources = spec
-            .resources
+        let namespace = source
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        for (index, r) in spec.resources.iter().enumerate() {
+            if r.api_version.is_empty() || r.kind.is_empty() {
+                return Err(ApiServerSourceError::Resource {
+                    index,
+                    message: "apiVersion and kind are required".into(),
+                });
+            }
+        }
+        Self::from_config(
+            SourceConfig::from_source(source, vec![namespace], false),
+            spec.source
+                .ce_overrides
+                .as_ref()
+                .map(|o| o.extensions.clone())
+                .unwrap_or_default(),
+            sink,
+            server_url,
+        )
+    }
+
+    /// The adapter an `apiserversource-<name>` Deployment runs, configured by its environment
+    /// as Knative's adapter is: `K_SOURCE_CONFIG` ([`SourceConfig`] as JSON), `K_SINK` and
+    /// `K_CE_OVERRIDES` (see [`AdapterEnv`]). `server_url` is the API server's URL, the events'
+    /// `source`.
+    pub fn from_env(
+        lookup: impl Fn(&str) -> Option<String>,
+        server_url: &str,
+    ) -> Result<Self, ApiServerSourceError> {
+        let env = AdapterEnv::from_lookup(&lookup)?;
+        let json = required(&lookup, K_SOURCE_CONFIG)?;
+        let config: SourceConfig =
+            serde_json::from_str(&json).map_err(|e| AdapterEnvError::Invalid {
+                name: K_SOURCE_CONFIG,
+                reason: e.to_string(),
+            })?;
+        Self::from_config(config, env.overrides.extensions, env.sink, server_url)
+    }
+
+    /// The adapter of `config`, adding `extensions` to every event and sending to `sink`.
+    pub fn from_config(
+        config: SourceConfig,
+        extensions: BTreeMap<String, String>,
+        sink: Uri,
+        server_url: &str,
+    ) -> Result<Self, ApiServerSourceError> {
+        let mode = match config.mode.as_str() {
+            "" | "Reference" => EventMode::Reference,
+            "Resource" => EventMode::Resource,
+            other => return Err(ApiServerSourceError::Mode(other.to_owned())),
+        };
+        if config.resources.is_empty() {
+            return Err(ApiServerSourceError::Resource {
+                index: 0,
+                message: "at least one resource is required".into(),
+            });
+        }
+        for (index, r) in config.resources.iter().enumerate() {
+            if r.gvr.version.is_empty() || r.gvr.resource.is_empty() {
+                return Err(ApiServerSourceError::Resource {
+                    index,
+                    message: "gvr.Version and gvr.Resource are required".into(),
+                });
+            }
+        }
+        if !config.all_namespaces && config.namespaces.is_empty() {
+            return Err(ApiServerSourceError::Namespaces);
+        }
+        let filter = config
+            .filters
             .iter()
             .enumerate()
-            .map(|(index, r)| {
-                let (group, version) = match r.api_version.split_once('/') {
-                    Some((g, v)) => (g, v),
-                    None => ("", r.api_version.as_str()),
-                };
-                if version.is_empty() || r.kind.is_empty() {
-                    return Err(ApiServerSourceError::Resource {
-                        index,
-                        message: "apiVersion and kind are required".into(),
-                    });
-                }
-                let selector = r.selector.as_ref().map(label_selector);
-                Ok((GroupVersionKind::gvk(group, version, &r.kind), selector))
-            })
-            .collect::<Result<_, _>>()?;
+            .map(|(i, f)| Filter::from_subscriptions_api(f, &format!("filters[{i}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiServerSourceError::Filter(e.to_string()))?;
         Ok(ApiServerAdapter {
             events: ApiServerEvents {
                 source: server_url.to_owned(),
                 mode,
-                extensions: spec
-                    .source
-                    .ce_overrides
-                    .as_ref()
-                    .map(|o| o.extensions.clone())
-                    .unwrap_or_default(),
+                extensions,
             },
-            namespace: source
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            resources,
+            namespaces: (!config.all_namespaces).then_some(config.namespaces),
+            resources: config.resources,
+            owner: config.owner,
+            filter: Filter::all(filter),
             sink,
             delivery: DeliveryPolicy::default(),
         })
@@ -265,25 +434,29 @@ impl ApiServerAdapter {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ApiServerSourceError> {
         let mut watches = Vec::new();
-        for (index, (gvk, selector)) in self.resources.iter().enumerate() {
-            let (resource, _) = kube::discovery::pinned_kind(&client, gvk)
+        for (index, watch) in self.resources.iter().enumerate() {
+            let (resource, namespaced) = discover(&client, &watch.gvr)
                 .await
-                .map_err(|e| ApiServerSourceError::Resource {
-                    index,
-                    message: e.to_string(),
-                })?;
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), &self.namespace, &resource);
-            let mut config = watcher::Config::default();
-            if let Some(selector) = selector {
-                config = config.labels(selector);
+                .map_err(|message| ApiServerSourceError::Resource { index, message })?;
+            let apis: Vec<Api<DynamicObject>> = match (&self.namespaces, namespaced) {
+                (Some(namespaces), true) => namespaces
+                    .iter()
+                    .map(|ns| Api::namespaced_with(client.clone(), ns, &resource))
+                    .collect(),
+                _ => vec![Api::all_with(client.clone(), &resource)],
+            };
+            for api in apis {
+                let mut config = watcher::Config::default();
+                if !watch.selector.is_empty() {
+                    config = config.labels(&watch.selector);
+                }
+                let resource = resource.clone();
+                let stream = watcher(api, config).map_ok(move |e| (resource.clone(), e));
+                watches.push(stream.boxed());
             }
-            let stream = watcher(api, config).map_ok(move |e| (resource.clone(), e));
-            watches.push(stream.boxed());
         }
         let mut events = futures::stream::select_all(watches);
-        let mut seen: Vec<Seen> = Vec::new();
-        let mut seen_by_kind = std::collections::HashMap::new();
+        let mut seen: HashMap<String, Seen> = HashMap::new();
         tokio::pin!(shutdown);
         loop {
             let next = tokio::select! {
@@ -299,13 +472,13 @@ impl ApiServerAdapter {
                 }
                 Some(Ok(item)) => item,
             };
-            let slot = *seen_by_kind
-                .entry(resource.kind.clone())
-                .or_insert_with(|| {
-                    seen.push(Seen::default());
-                    seen.len() - 1
-                });
-            for (action, object) in seen[slot].classify(&event) {
+            let seen = seen
+                .entry(format!("{}/{}", resource.api_version, resource.plural))
+                .or_default();
+            for (action, object) in seen.classify(&event) {
+                if !self.owned(&object) {
+                    continue;
+                }
                 let ce = self.events.event(
                     action,
                     &resource,
@@ -313,6 +486,9 @@ impl ApiServerAdapter {
                     Utc::now(),
                     &uuid::Uuid::new_v4().to_string(),
                 );
+                if !self.filter.matches(&ce) {
+                    continue;
+                }
                 match dispatcher.deliver(&ce, &self.sink, &self.delivery).await {
                     Outcome::Delivered { .. } => {}
                     other => tracing::error!(?other, "apiserver event not delivered"),
@@ -320,6 +496,47 @@ impl ApiServerAdapter {
             }
         }
     }
+
+    /// Whether `object` passes the owner filter: an owner reference of the owner's kind (and
+    /// API group, when the owner names an apiVersion).
+    fn owned(&self, object: &DynamicObject) -> bool {
+        let Some(owner) = &self.owner else {
+            return true;
+        };
+        let group = |api_version: &str| {
+            api_version
+                .split_once('/')
+                .map_or(String::new(), |(g, _)| g.to_owned())
+        };
+        object.owner_references().iter().any(|r| {
+            r.kind == owner.kind
+                && (owner.api_version.is_empty()
+                    || group(&r.api_version) == group(&owner.api_version))
+        })
+    }
+}
+
+/// The API resource of `gvr` (its kind, from discovery) and whether it is namespaced.
+async fn discover(
+    client: &Client,
+    gvr: &GroupVersionResource,
+) -> Result<(ApiResource, bool), String> {
+    let gv = kube::core::GroupVersion::gv(&gvr.group, &gvr.version);
+    let group = kube::discovery::oneshot::pinned_group(client, &gv)
+        .await
+        .map_err(|e| format!("{}/{}: {e}", gv.api_version(), gvr.resource))?;
+    group
+        .versioned_resources(&gvr.version)
+        .into_iter()
+        .find(|(r, _)| r.plural == gvr.resource)
+        .map(|(r, caps)| (r, caps.scope == kube::discovery::Scope::Namespaced))
+        .ok_or_else(|| {
+            format!(
+                "the API server serves no resource {} in {}",
+                gvr.resource,
+                gv.api_version()
+            )
+        })
 }
 
 fn label_selector(

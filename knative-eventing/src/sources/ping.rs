@@ -23,6 +23,7 @@ use http::Uri;
 
 use crate::apis::sources::ping::PingSource;
 use crate::delivery::{DeliveryPolicy, Dispatcher, Outcome};
+use crate::sources::adapter::{AdapterEnv, AdapterEnvError};
 
 /// The type of every PingSource event.
 pub const PING_EVENT_TYPE: &str = "dev.knative.sources.ping";
@@ -61,6 +62,9 @@ pub enum PingError {
     /// The sink URI is missing or invalid.
     #[error("the PingSource has no valid sink URI (status.sinkUri): {0}")]
     Sink(String),
+    /// The adapter's environment is not usable.
+    #[error(transparent)]
+    Env(#[from] AdapterEnvError),
 }
 
 impl PingSchedule {
@@ -152,33 +156,100 @@ impl PingAdapter {
         let sink = sink
             .parse::<Uri>()
             .map_err(|_| PingError::Sink(sink.clone()))?;
-        let schedule = if spec.schedule.is_empty() {
-            "* * * * *"
-        } else {
-            spec.schedule.as_str()
-        };
-        let data = if !spec.data_base64.is_empty() {
-            Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(spec.data_base64.trim())
-                    .map_err(|e| PingError::DataBase64(e.to_string()))?,
-            )
-        } else if !spec.data.is_empty() {
-            Some(spec.data.clone().into_bytes())
-        } else {
-            None
-        };
-        Ok(PingAdapter {
-            source: format!("/apis/v1/namespaces/{namespace}/pingsources/{name}"),
-            schedule: PingSchedule::parse(schedule, &spec.timezone)?,
-            content_type: (!spec.content_type.is_empty()).then(|| spec.content_type.clone()),
-            data,
-            extensions: spec
-                .source
+        Self::new(
+            ping_source_uri(namespace, name),
+            PingSettings {
+                schedule: &spec.schedule,
+                timezone: &spec.timezone,
+                content_type: &spec.content_type,
+                data: &spec.data,
+                data_base64: &spec.data_base64,
+            },
+            spec.source
                 .ce_overrides
                 .as_ref()
                 .map(|o| o.extensions.clone())
                 .unwrap_or_default(),
+            sink,
+        )
+    }
+
+    /// The adapter a `pingsource-<name>` Deployment runs, configured by its environment as the
+    /// PingSource reconciler writes it: `K_SINK`, `K_CE_OVERRIDES` (see
+    /// [`AdapterEnv`]), `PING_SCHEDULE`, `PING_TIMEZONE`, `PING_CONTENT_TYPE`, `PING_DATA` or
+    /// `PING_DATA_BASE64`, and `K_SOURCE` (else `NAMESPACE` and `NAME`) for the events' source.
+    ///
+    /// ```
+    /// use knative_eventing::sources::ping::PingAdapter;
+    ///
+    /// let adapter = PingAdapter::from_env(|name| {
+    ///     match name {
+    ///         "K_SINK" => Some("http://127.0.0.1:8080/"),
+    ///         "K_CE_OVERRIDES" => Some(r#"{"extensions": {"team": "blue"}}"#),
+    ///         "PING_SCHEDULE" => Some("@every 10s"),
+    ///         "K_SOURCE" => Some("/apis/v1/namespaces/demo/pingsources/tick"),
+    ///         _ => None,
+    ///     }
+    ///     .map(str::to_owned)
+    /// })
+    /// .unwrap();
+    /// assert_eq!(adapter.extensions["team"], "blue");
+    /// ```
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PingError> {
+        let env = AdapterEnv::from_lookup(&lookup)?;
+        let source = match (
+            lookup("K_SOURCE").filter(|s| !s.is_empty()),
+            &env.namespace,
+            &env.name,
+        ) {
+            (Some(source), _, _) => source,
+            (None, Some(namespace), Some(name)) => ping_source_uri(namespace, name),
+            (None, _, _) => return Err(PingError::Env(AdapterEnvError::Missing("K_SOURCE"))),
+        };
+        let var = |name: &str| lookup(name).unwrap_or_default();
+        Self::new(
+            source,
+            PingSettings {
+                schedule: &var("PING_SCHEDULE"),
+                timezone: &var("PING_TIMEZONE"),
+                content_type: &var("PING_CONTENT_TYPE"),
+                data: &var("PING_DATA"),
+                data_base64: &var("PING_DATA_BASE64"),
+            },
+            env.overrides.extensions,
+            env.sink,
+        )
+    }
+
+    fn new(
+        source: String,
+        settings: PingSettings<'_>,
+        extensions: BTreeMap<String, String>,
+        sink: Uri,
+    ) -> Result<Self, PingError> {
+        let schedule = if settings.schedule.trim().is_empty() {
+            "* * * * *"
+        } else {
+            settings.schedule
+        };
+        let data = if !settings.data_base64.is_empty() {
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(settings.data_base64.trim())
+                    .map_err(|e| PingError::DataBase64(e.to_string()))?,
+            )
+        } else if !settings.data.is_empty() {
+            Some(settings.data.as_bytes().to_vec())
+        } else {
+            None
+        };
+        Ok(PingAdapter {
+            source,
+            schedule: PingSchedule::parse(schedule, settings.timezone)?,
+            content_type: (!settings.content_type.is_empty())
+                .then(|| settings.content_type.to_owned()),
+            data,
+            extensions,
             sink,
             delivery: DeliveryPolicy::default(),
         })
@@ -235,6 +306,20 @@ impl PingAdapter {
             }
         }
     }
+}
+
+/// A PingSource's settings, from its spec or from its adapter's environment.
+struct PingSettings<'a> {
+    schedule: &'a str,
+    timezone: &'a str,
+    content_type: &'a str,
+    data: &'a str,
+    data_base64: &'a str,
+}
+
+/// The CloudEvents `source` of PingSource `namespace/name`.
+fn ping_source_uri(namespace: &str, name: &str) -> String {
+    format!("/apis/v1/namespaces/{namespace}/pingsources/{name}")
 }
 
 /// Parses a Go duration (`1h30m`, `90s`, `500ms`), as `@every` takes.
