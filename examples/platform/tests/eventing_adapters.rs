@@ -1,0 +1,134 @@
+//! `knative eventing ping` and `knative eventing apiserver` as the source reconcilers'
+//! Deployments run them: no arguments, configured by Knative's adapter environment only
+//! (`K_SINK`, `K_CE_OVERRIDES`, `PING_*`, `K_SOURCE_CONFIG`), sending to a sink on loopback.
+//! The apiserver adapter watches the real kube-apiserver of `$KUBECONFIG`
+//! (`scripts/envtest.sh up`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use knative_core::testing::envtest::{TestNamespace, client};
+use knative_eventing::delivery::recorder::{Behaviour, Recorder};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::{Value, json};
+
+/// The adapter process; killed when dropped.
+struct Adapter(Child);
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn adapter(kind: &str, env: &[(&str, String)]) -> Adapter {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_knative"));
+    command
+        .args(["eventing", kind])
+        .env_remove("K_SINK")
+        .env_remove("K_CE_OVERRIDES")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    Adapter(command.spawn().expect("running knative"))
+}
+
+async fn received(sink: &Recorder) -> Vec<Value> {
+    sink.events()
+        .await
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn ping_reads_its_schedule_and_sink_from_the_environment_and_applies_the_overrides() {
+    let sink = Recorder::start(Behaviour::default()).await.unwrap();
+    let _adapter = adapter(
+        "ping",
+        &[
+            ("K_SINK", sink.uri.to_string()),
+            ("K_CE_OVERRIDES", r#"{"extensions":{"team":"blue"}}"#.into()),
+            ("PING_SCHEDULE", "@every 1s".into()),
+            ("PING_DATA", "tick".into()),
+            (
+                "K_SOURCE",
+                "/apis/v1/namespaces/demo/pingsources/tick".into(),
+            ),
+        ],
+    );
+    assert_eq!(sink.wait_for(1, Duration::from_secs(10)).await, 1);
+    let event = &received(&sink).await[0];
+    assert_eq!(event["type"], "dev.knative.sources.ping");
+    assert_eq!(event["source"], "/apis/v1/namespaces/demo/pingsources/tick");
+    assert_eq!(
+        event["team"], "blue",
+        "the override is on the event: {event}"
+    );
+}
+
+#[test]
+fn ping_without_k_sink_exits_with_an_error_naming_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_knative"))
+        .args(["eventing", "ping"])
+        .env_remove("K_SINK")
+        .env("PING_SCHEDULE", "@every 1s")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("K_SINK"), "{stderr}");
+}
+
+#[tokio::test]
+async fn apiserver_reads_knatives_source_config_from_the_environment_and_applies_the_overrides() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "ev-apiserver-cli").await;
+    let sink = Recorder::start(Behaviour::default()).await.unwrap();
+    let config = json!({
+        "namespaces": [ns.name], "allNamespaces": false,
+        "resources": [{"gvr": {"Group": "", "Version": "v1", "Resource": "configmaps"}}],
+        "mode": "Reference"
+    });
+    let _adapter = adapter(
+        "apiserver",
+        &[
+            ("K_SINK", sink.uri.to_string()),
+            (
+                "K_CE_OVERRIDES",
+                r#"{"extensions":{"cluster":"envtest"}}"#.into(),
+            ),
+            ("K_SOURCE_CONFIG", config.to_string()),
+        ],
+    );
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let map: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "settings"}, "data": {"v": "1"}}))
+            .unwrap();
+    // The adapter may still be starting its watch: an existing object is an add as well.
+    maps.create(&PostParams::default(), &map).await.unwrap();
+    let subject = format!("/api/v1/namespaces/{}/configmaps/settings", ns.name);
+    let mut event = None;
+    for _ in 0..200 {
+        event = received(&sink)
+            .await
+            .into_iter()
+            .find(|e| e["subject"] == subject.as_str());
+        if event.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let event = event.expect("an event for the ConfigMap within 20 s");
+    assert_eq!(event["type"], "dev.knative.apiserver.ref.add");
+    assert_eq!(
+        event["cluster"], "envtest",
+        "the override is on the event: {event}"
+    );
+    ns.delete().await;
+}
