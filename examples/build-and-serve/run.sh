@@ -12,10 +12,18 @@
 #
 # KNATIVE=/path/to/knative uses that binary instead of building it with cargo;
 # GATEWAY_ADDR=127.0.0.1:PORT picks the gateway's address (default: a free port).
+# Needs git, cargo, curl and kubectl (KUBECTL=/path/to/kubectl, or the one scripts/envtest.sh
+# builds in ~/.cache/envtest/bin).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 log() { printf '[build-and-serve] %s\n' "$*" >&2; }
+kubectl="${KUBECTL:-$(command -v kubectl || true)}"
+# scripts/envtest.sh builds one with the test API server.
+if [ -z "$kubectl" ] && [ -x "$HOME/.cache/envtest/bin/kubectl" ]; then kubectl="$HOME/.cache/envtest/bin/kubectl"; fi
+for tool in git cargo curl "${kubectl:-kubectl}"; do
+  command -v "$tool" >/dev/null || { log "$tool is needed (set KUBECTL=/path/to/kubectl for kubectl)"; exit 1; }
+done
 started=$(date +%s%N)
 elapsed() { printf '%d.%03d s' $(( ($(date +%s%N) - started) / 1000000000 )) $(( ($(date +%s%N) - started) / 1000000 % 1000 )); }
 
@@ -72,12 +80,22 @@ free_port() {
   done
   return 1
 }
+# Each knative local gives its Pods 127.0.0.2, 127.0.0.3, ... on its own, so two running at once
+# hand out the same addresses: the second one's queue-proxy cannot listen, and its gateway
+# reaches the first one's Pods. Say so when that is what went wrong.
+collision_hint() {
+  if grep -q "queue-proxy cannot listen" "$work/knative.log"; then
+    log "the Pod's queue-proxy could not listen on its address: another knative local on this"
+    log "machine runs a Pod on the same 127.0.0.x; stop it and run again"
+  fi
+}
 gateway="${GATEWAY_ADDR:-127.0.0.1:$(free_port)}"
 log "3. knative local --data-dir $data --gateway-addr $gateway (log: $work/knative.log)"
 mkdir -p "$data"
 "$knative" local --data-dir "$data" --gateway-addr "$gateway" 2>"$work/knative.log" &
 platform=$!
-for _ in $(seq 300); do
+deadline=$((SECONDS + 30))
+while [ "$SECONDS" -lt "$deadline" ]; do
   [ -f "$data/kubeconfig" ] && break
   kill -0 "$platform" 2>/dev/null || break
   sleep 0.1
@@ -91,25 +109,32 @@ sed "s|/tmp/build-and-serve/out|$out|" "$here/service.yaml" >"$work/service.yaml
 
 log "5. waiting for the Service to be Ready"
 ready="" url=""
-for _ in $(seq 600); do
-  ready="$(kubectl get ksvc greeter -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)"
-  url="$(kubectl get ksvc greeter -o jsonpath='{.status.url}' 2>/dev/null || true)"
+deadline=$((SECONDS + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  ready="$("$kubectl" get ksvc greeter -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)"
+  url="$("$kubectl" get ksvc greeter -o jsonpath='{.status.url}' 2>/dev/null || true)"
   [ "$ready" = True ] && [ -n "$url" ] && break
   sleep 0.1
 done
 if [ "$ready" != True ] || [ -z "$url" ]; then
   log "the Service is not Ready after 60 s"
-  kubectl get ksvc greeter -o yaml >&2 || true
+  "$kubectl" get ksvc greeter -o yaml >&2 || true
   tail -20 "$work/knative.log" >&2
+  collision_hint
   exit 1
 fi
 host="${url#http://}"
 log "   $url is Ready; curl -H 'Host: $host' http://$gateway/"
-answer="$(curl -sS --fail-with-body -m 10 -H "Host: $host" "http://$gateway/")"
+answer="$(curl -sS --fail-with-body -m 10 -H "Host: $host" "http://$gateway/")" || {
+  log "the gateway did not answer 200: $answer"
+  collision_hint
+  exit 1
+}
 printf '%s\n' "$answer"
 expected="Hello Knative! (built from $commit)"
 if [ "$answer" != "$expected" ]; then
   log "expected: $expected"
+  collision_hint
   exit 1
 fi
 log "6. the function built from commit $commit answers through the gateway ($(elapsed) from the commit)"
