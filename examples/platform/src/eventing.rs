@@ -3,6 +3,7 @@
 //! ```text
 //! knative eventing broker    --listen ADDR --triggers FILE            ingress + filter of one Broker
 //! knative eventing channel   --listen ADDR --channel FILE             an InMemoryChannel dispatcher
+//! knative eventing channel   --listen ADDR [--namespace NS]           every InMemoryChannel of the API server
 //! knative eventing jetstream --listen ADDR --channel FILE --nats URL  a durable channel on JetStream
 //! knative eventing ping      [--source FILE]                          a PingSource adapter
 //! knative eventing apiserver [--source FILE]                          an ApiServerSource adapter
@@ -28,6 +29,7 @@ use knative_eventing::apis::messaging::channelable::ChannelableSpec;
 use knative_eventing::apis::sources::api_server::ApiServerSource;
 use knative_eventing::apis::sources::ping::PingSource;
 use knative_eventing::broker::{Broker, BrokerConfig, DEFAULT_TTL, TriggerRoute};
+use knative_eventing::channel::imc_dispatcher::ImcDispatcher;
 use knative_eventing::channel::jetstream::{JetStreamChannel, JetStreamConfig, run_dispatcher};
 use knative_eventing::channel::{InMemoryChannel, SubscriptionRoute};
 use knative_eventing::delivery::Dispatcher;
@@ -60,13 +62,19 @@ enum Command {
         max_in_flight: usize,
     },
     /// An InMemoryChannel dispatcher: fan-out to the channel's subscribers, replies forwarded.
+    /// With `--channel`, one channel from a file; without, every InMemoryChannel of the API
+    /// server (`$KUBECONFIG` or in-cluster), reached at `/<namespace>/<name>` or by the host
+    /// `<name>-kn-channel.<namespace>.svc.cluster.local`, subscribers followed live.
     Channel {
         /// Where the ingress listens.
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
         /// A YAML file with the channel (InMemoryChannel or Channel with `spec.subscribers`).
         #[arg(long, value_name = "FILE")]
-        channel: PathBuf,
+        channel: Option<PathBuf>,
+        /// Without `--channel`: only the InMemoryChannels of this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
         /// The most deliveries in flight before ingress pushes back.
         #[arg(long, default_value_t = 10_000)]
         max_in_flight: usize,
@@ -142,7 +150,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Command::Channel {
                 listen,
-                channel,
+                channel: None,
+                namespace,
+                max_in_flight,
+            } => {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("no API server to read InMemoryChannels from (KUBECONFIG or in-cluster)")?;
+                let dispatcher = ImcDispatcher::new(max_in_flight);
+                tracing::info!(%listen, namespace = ?namespace, "in-memory channel dispatcher");
+                let watching = dispatcher.clone();
+                tokio::spawn(async move { watching.watch(client, namespace).await });
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                dispatcher.serve(listener, shutdown()).await?;
+            }
+            Command::Channel {
+                listen,
+                channel: Some(channel),
+                namespace: _,
                 max_in_flight,
             } => {
                 let (_, routes) = read_channel(&channel)?;

@@ -4,10 +4,13 @@
 //!   every [`SubscriptionRoute`], delivers with the subscription's [`DeliveryPolicy`], and sends a
 //!   subscriber's reply event on to the subscription's `reply`. Fast, and lost on restart, like
 //!   Knative's.
+//! - [`imc_dispatcher`]: every InMemoryChannel of a cluster behind one server, their
+//!   subscriptions kept current from the API server (Knative's `imc-dispatcher`).
 //! - [`jetstream`]: a durable channel on NATS JetStream: 202 only after JetStream stored the
 //!   event, one durable consumer per subscription, acknowledged only once the event was
 //!   delivered or dead-lettered, so nothing is lost when the dispatcher or the server restarts.
 
+pub mod imc_dispatcher;
 pub mod jetstream;
 
 use std::future::Future;
@@ -107,10 +110,16 @@ impl InMemoryChannel {
     /// A channel with no subscriptions, at most `max_in_flight` deliveries at once (ingress
     /// waits beyond that).
     pub fn new(max_in_flight: usize) -> Self {
+        Self::with_dispatcher(max_in_flight, Dispatcher::new())
+    }
+
+    /// A channel like [`InMemoryChannel::new`] delivering through `dispatcher` (and its
+    /// connection pool).
+    pub fn with_dispatcher(max_in_flight: usize, dispatcher: Dispatcher) -> Self {
         InMemoryChannel {
             inner: Arc::new(Inner {
                 subscriptions: watch::Sender::new(Arc::new(Vec::new())),
-                dispatcher: Dispatcher::new(),
+                dispatcher,
                 in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
                 stats: DeliveryStats::default(),
             }),
@@ -122,6 +131,11 @@ impl InMemoryChannel {
         self.inner
             .subscriptions
             .send_replace(Arc::new(subscriptions));
+    }
+
+    /// The current subscriptions.
+    pub fn subscriptions(&self) -> Arc<Vec<SubscriptionRoute>> {
+        self.inner.subscriptions.borrow().clone()
     }
 
     /// What happened to the events so far (one delivery per event and subscription).
