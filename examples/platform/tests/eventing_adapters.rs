@@ -132,3 +132,84 @@ async fn apiserver_reads_knatives_source_config_from_the_environment_and_applies
     );
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn channel_without_a_file_serves_the_in_memory_channels_of_the_api_server() {
+    let client = client().await;
+    let crds = Api::<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    >::all(client.clone());
+    for crd in knative_eventing::crds() {
+        let name = kube::ResourceExt::name_any(&crd);
+        crds.patch(
+            &name,
+            &kube::api::PatchParams::apply("knative-eventing-cli-test").force(),
+            &kube::api::Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
+    let ns = TestNamespace::create(&client, "ev-imc-cli").await;
+    let sink = Recorder::start(Behaviour::default()).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _dispatcher = {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_knative"));
+        command
+            .args([
+                "eventing",
+                "channel",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(["--namespace", &ns.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Adapter(command.spawn().unwrap())
+    };
+    let imc: knative_eventing::apis::InMemoryChannel = serde_json::from_value(json!({
+        "apiVersion": "messaging.knative.dev/v1", "kind": "InMemoryChannel",
+        "metadata": {"name": "orders", "namespace": ns.name},
+        "spec": {"subscribers": [{"uid": "s1", "subscriberUri": sink.uri.to_string()}]}
+    }))
+    .unwrap();
+    Api::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &imc)
+        .await
+        .unwrap();
+    let event = knative_eventing::delivery::codec::from_json(
+        json!({"specversion": "1.0", "id": "o-1", "source": "/shop", "type": "order.placed"})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let channel: http::Uri = format!("http://127.0.0.1:{port}/{}/orders", ns.name)
+        .parse()
+        .unwrap();
+    // Until the dispatcher has read the channel, it answers 404, which delivery retries.
+    let policy = knative_eventing::delivery::DeliveryPolicy {
+        retry: knative_eventing::delivery::RetryPolicy {
+            retry: 50,
+            backoff: knative_eventing::delivery::Backoff::Linear,
+            delay: Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let outcome = knative_eventing::delivery::Dispatcher::new()
+        .deliver(&event, &channel, &policy)
+        .await;
+    assert!(
+        matches!(
+            outcome,
+            knative_eventing::delivery::Outcome::Delivered { .. }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(sink.wait_for(1, Duration::from_secs(10)).await, 1);
+    assert_eq!(received(&sink).await[0]["id"], "o-1");
+    ns.delete().await;
+}
