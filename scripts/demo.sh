@@ -4,8 +4,12 @@
 #   reconcilers, deployments/Endpoints controllers, process runtime with the in-process
 #   queue-proxy, activator, gateway) with a temporary data dir, applies examples/hello as a
 #   Knative Service (examples/manifests/hello-local.yaml, `image: local://<path>`), waits for
-#   its Pod and curls it: through the gateway with Host hello.default.example.com, and directly
-#   through the Pod's queue-proxy. Stops the platform (SIGTERM) at the end.
+#   its Pod and curls it: directly through the Pod's queue-proxy, then at its URL through the
+#   gateway; waits until the idle revision is scaled to zero (Knative's shortest windows, from
+#   examples/manifests/config-autoscaler-fast.yaml) and curls it again (the activator holds the
+#   request while it starts); applies a second revision with a 50/50 split
+#   (examples/manifests/hello-split.yaml) and counts 1000 answers. Stops the platform (SIGTERM)
+#   at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[demo] %s\n' "$*" >&2; }
@@ -26,6 +30,8 @@ for _ in $(seq 300); do [ -f "$dir/kubeconfig" ] && break; sleep 0.1; done
 [ -f "$dir/kubeconfig" ] || { log "no kubeconfig"; tail -20 "$dir/knative.log"; exit 1; }
 export KUBECONFIG="$dir/kubeconfig"
 
+log "applying examples/manifests/config-autoscaler-fast.yaml (6 s windows)"
+"$knative" local apply --data-dir "$dir" -f examples/manifests/config-autoscaler-fast.yaml
 log "applying examples/manifests/hello-local.yaml with image local://$hello"
 sed "s|HELLO_PATH|$hello|" examples/manifests/hello-local.yaml >"$dir/hello.yaml"
 "$knative" local apply --data-dir "$dir" -f "$dir/hello.yaml"
@@ -57,3 +63,28 @@ done
 host="${url#http://}"
 log "curl $url through the gateway: Host $host -> http://$gateway/"
 curl -sSf -m 10 -H "Host: $host" "http://$gateway/"
+
+log "waiting for the idle revision to scale to zero"
+idle=$(date +%s)
+for _ in $(seq 1200); do
+  [ -z "$(kubectl get pods -l serving.knative.dev/revision=hello-00001 -o name 2>/dev/null)" ] && break
+  sleep 0.1
+done
+[ -z "$(kubectl get pods -l serving.knative.dev/revision=hello-00001 -o name)" ] || { log "still running"; exit 1; }
+log "at zero after $(( $(date +%s) - idle )) s; curl again: the activator holds the request while hello starts"
+curl -sSf -m 30 -H "Host: $host" -w '(%{time_total} s)\n' "http://$gateway/"
+
+log "applying examples/manifests/hello-split.yaml: a second revision, 50/50"
+sed "s|HELLO_PATH|$hello|" examples/manifests/hello-split.yaml >"$dir/hello-split.yaml"
+"$knative" local apply --data-dir "$dir" -f "$dir/hello-split.yaml"
+for _ in $(seq 600); do
+  n="$(kubectl get ksvc hello -o jsonpath='{.status.traffic[*].revisionName}' 2>/dev/null || true)"
+  ready="$(kubectl get ksvc hello -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)"
+  [ "$n" = "hello-00001 hello-00002" ] && [ "$ready" = True ] && break
+  sleep 0.1
+done
+[ "$n" = "hello-00001 hello-00002" ] || { log "no split: traffic is '$n'"; exit 1; }
+log "1000 requests through the gateway:"
+for _ in $(seq 1000); do
+  curl -sS -m 30 -H "Host: $host" "http://$gateway/"
+done | sort | uniq -c

@@ -128,7 +128,9 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
     register_activator(&client, activator_addr).await?;
     default_domain(&client).await?;
     let mut children = Vec::new();
-    let spawn = |name: &str, extra: Vec<String>| -> anyhow::Result<tokio::process::Child> {
+    let spawn = |name: &'static str,
+                 extra: Vec<String>|
+     -> anyhow::Result<(&'static str, tokio::process::Child)> {
         let exe = std::env::current_exe()?;
         let child = tokio::process::Command::new(exe)
             .arg(name)
@@ -138,7 +140,7 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start knative {name}: {e}"))?;
         tracing::info!(pid = child.id(), "started knative {name}");
-        Ok(child)
+        Ok((name, child))
     };
     children.push(spawn(
         "controller",
@@ -160,9 +162,17 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
     )?);
     tracing::info!(gateway = %args.gateway_addr, "knative local is running; Ctrl-C or SIGTERM stops it");
 
-    shutdown_signal().await;
+    // A child that dies (a port already taken, a crash) leaves the platform half-working:
+    // stop everything and say which one failed.
+    let failed = tokio::select! {
+        () = shutdown_signal() => None,
+        (name, status) = first_exit(&mut children) => {
+            tracing::error!(%status, "knative {name} exited; stopping knative local");
+            Some(name)
+        }
+    };
     tracing::info!("stopping");
-    for child in &mut children {
+    for (_, child) in &mut children {
         if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -170,7 +180,7 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
             );
         }
     }
-    for child in &mut children {
+    for (_, child) in &mut children {
         if tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
             .is_err()
@@ -186,7 +196,32 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
     endpoints.abort();
     server.shutdown().await;
     tracing::info!("stopped");
-    Ok(())
+    match failed {
+        Some(name) => Err(anyhow::anyhow!(
+            "knative {name} exited unexpectedly (see its error above)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Waits for the first child to exit: its name and exit status.
+async fn first_exit(
+    children: &mut [(&'static str, tokio::process::Child)],
+) -> (&'static str, std::process::ExitStatus) {
+    let waits = children.iter_mut().map(|(name, child)| {
+        Box::pin(async move {
+            let status = child.wait().await;
+            (*name, status)
+        })
+    });
+    let ((name, status), _, _) = futures::future::select_all(waits).await;
+    match status {
+        Ok(status) => (name, status),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot wait for knative {name}");
+            (name, std::process::ExitStatus::default())
+        }
+    }
 }
 
 /// The activator's Service and Endpoints (`knative-serving/activator-service`), which the

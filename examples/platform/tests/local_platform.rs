@@ -281,3 +281,28 @@ async fn sigterm_ends_the_platform_and_every_function_process() {
         "hello processes left: {hellos:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_address_in_use_stops_the_platform_with_an_error() {
+    let _serial = SERIAL.lock().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_knative"))
+            .args(["local", "--data-dir"])
+            .arg(dir.path())
+            .arg(format!("--gateway-addr={}", taken.local_addr().unwrap()))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("knative local gives up within 60 s")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("knative gateway exited unexpectedly"),
+        "{stderr}"
+    );
+}
