@@ -57,7 +57,7 @@ mkdir -p "$repo"
 cp -R "$here/function/Cargo.toml" "$here/function/Cargo.lock" "$here/function/src" "$repo/"
 git -C "$repo" init --quiet --initial-branch=main
 git -C "$repo" add .
-git -C "$repo" -c user.name=build-and-serve -c user.email=build-and-serve@example.com \
+git -C "$repo" -c user.name=build-and-serve -c user.email=build-and-serve@example.com -c commit.gpgsign=false \
   commit --quiet -m "greeter"
 commit="$(git -C "$repo" rev-parse --short=12 HEAD)"
 log "   commit $commit"

@@ -56,6 +56,7 @@ fn commit_function(repo: &Path, edit: impl FnOnce(&Path)) -> String {
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(["-c", "commit.gpgsign=false"])
         .args(args)
         .current_dir(dir)
         .status()
@@ -202,8 +203,18 @@ impl Platform {
         (status, body.to_owned())
     }
 
+    /// The platform's log, after the likely cause when it shows one.
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("knative.log")).unwrap_or_default()
+        let log = std::fs::read_to_string(self.dir.join("knative.log")).unwrap_or_default();
+        if log.contains("queue-proxy cannot listen") {
+            format!(
+                "the Pod's queue-proxy could not listen on its address: another knative local on \
+                 this machine runs a Pod on the same 127.0.0.x (each hands out addresses on its \
+                 own), and this platform's gateway may reach that one's function\n{log}"
+            )
+        } else {
+            log
+        }
     }
 }
 
