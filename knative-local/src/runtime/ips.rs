@@ -3,12 +3,15 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-/// Hands out loopback addresses 127.0.x.y, one per Pod, from a first address on; addresses
-/// given back are handed out again (lowest first).
+/// Hands out loopback addresses 127.0.x.y, one per Pod, from a first address on, going round:
+/// an address given back is handed out again only after every later one was (as a cluster's
+/// IPAM avoids reusing a Pod IP at once), so a proxy still holding a stopped Pod's address
+/// does not reach a new Pod that is not ready yet.
 #[derive(Clone, Debug)]
 pub struct IpPool {
     first: u32,
     last: u32,
+    next: u32,
     in_use: BTreeSet<u32>,
 }
 
@@ -18,23 +21,30 @@ impl IpPool {
         Self {
             first: u32::from(first),
             last: u32::from(Ipv4Addr::new(127, 255, 255, 254)),
+            next: u32::from(first),
             in_use: BTreeSet::new(),
         }
     }
 
-    /// The lowest free address, or `None` when all are taken.
+    /// The next free address after the last one handed out (wrapping round), or `None` when
+    /// all are taken.
     pub fn allocate(&mut self) -> Option<Ipv4Addr> {
-        let mut candidate = self.first;
-        for used in self.in_use.range(self.first..) {
-            if *used != candidate {
-                break;
+        let free_from = |from: u32, to: u32, in_use: &BTreeSet<u32>| {
+            let mut candidate = from;
+            for used in in_use.range(from..=to) {
+                if *used != candidate {
+                    break;
+                }
+                candidate += 1;
             }
-            candidate += 1;
-        }
-        (candidate <= self.last).then(|| {
-            self.in_use.insert(candidate);
-            Ipv4Addr::from(candidate)
-        })
+            (candidate <= to).then_some(candidate)
+        };
+        let start = self.next.clamp(self.first, self.last);
+        let found = free_from(start, self.last, &self.in_use)
+            .or_else(|| free_from(self.first, start, &self.in_use))?;
+        self.in_use.insert(found);
+        self.next = found.saturating_add(1);
+        Some(Ipv4Addr::from(found))
     }
 
     /// Marks `ip` as taken (a Pod that already had it, found at start).
@@ -54,14 +64,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_are_handed_out_in_order_and_reused_lowest_first() {
+    fn addresses_are_handed_out_in_order_and_a_released_one_is_not_reused_at_once() {
         let mut pool = IpPool::new(Ipv4Addr::new(127, 0, 0, 2));
         assert_eq!(pool.allocate(), Some(Ipv4Addr::new(127, 0, 0, 2)));
         assert_eq!(pool.allocate(), Some(Ipv4Addr::new(127, 0, 0, 3)));
         assert_eq!(pool.allocate(), Some(Ipv4Addr::new(127, 0, 0, 4)));
         pool.release(Ipv4Addr::new(127, 0, 0, 3));
-        assert_eq!(pool.allocate(), Some(Ipv4Addr::new(127, 0, 0, 3)));
         assert_eq!(pool.allocate(), Some(Ipv4Addr::new(127, 0, 0, 5)));
+    }
+
+    #[test]
+    fn allocation_wraps_round_to_released_addresses() {
+        let mut pool = IpPool::new(Ipv4Addr::new(127, 255, 255, 252));
+        assert_eq!(pool.allocate(), Some(Ipv4Addr::new(127, 255, 255, 252)));
+        assert_eq!(pool.allocate(), Some(Ipv4Addr::new(127, 255, 255, 253)));
+        assert_eq!(pool.allocate(), Some(Ipv4Addr::new(127, 255, 255, 254)));
+        pool.release(Ipv4Addr::new(127, 255, 255, 253));
+        assert_eq!(pool.allocate(), Some(Ipv4Addr::new(127, 255, 255, 253)));
+        assert_eq!(pool.allocate(), None);
     }
 
     #[test]

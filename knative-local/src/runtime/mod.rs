@@ -258,7 +258,7 @@ impl ProcessRuntime {
             }
             let ip = {
                 let mut pool = ips.lock().unwrap_or_else(|p| p.into_inner());
-                pool.allocate()
+                allocate_free(&mut pool, &declared_ports(&pod))
             };
             let Some(ip) = ip else {
                 tracing::error!(pod = %k.1, "no loopback address left for the pod");
@@ -403,5 +403,63 @@ async fn heartbeat(client: Client, name: String) {
         {
             tracing::warn!(error = %e, "node heartbeat failed");
         }
+    }
+}
+
+/// The ports a Pod's containers declare: they listen on the Pod's address.
+fn declared_ports(pod: &Pod) -> Vec<u16> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .collect()
+}
+
+/// The lowest address of `pool` on which every one of `ports` is free: an address another
+/// process holds (another `knative local`, a leftover process) is skipped and stays taken, so
+/// two platforms on one machine never share a Pod address.
+fn allocate_free(pool: &mut ips::IpPool, ports: &[u16]) -> Option<Ipv4Addr> {
+    loop {
+        let ip = pool.allocate()?;
+        let taken = ports
+            .iter()
+            .find(|port| std::net::TcpListener::bind((ip, **port)).is_err());
+        match taken {
+            None => return Some(ip),
+            Some(port) => {
+                tracing::warn!(%ip, port, "address in use by another process; skipping it");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod allocation_tests {
+    use super::*;
+
+    #[test]
+    fn an_address_whose_declared_port_another_process_holds_is_skipped() {
+        let holder = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let mut pool = ips::IpPool::new(Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(
+            allocate_free(&mut pool, &[port]),
+            Some(Ipv4Addr::new(127, 0, 0, 3))
+        );
+        assert_eq!(
+            allocate_free(&mut pool, &[port]),
+            Some(Ipv4Addr::new(127, 0, 0, 4)),
+            "the held address stays taken"
+        );
+    }
+
+    #[test]
+    fn a_pod_without_ports_takes_the_lowest_address() {
+        let mut pool = ips::IpPool::new(Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(
+            allocate_free(&mut pool, &[]),
+            Some(Ipv4Addr::new(127, 0, 0, 2))
+        );
     }
 }
