@@ -136,6 +136,7 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
             .arg(name)
             .args(extra)
             .env("KUBECONFIG", &kubeconfig)
+            .env(PARENT_ENV, std::process::id().to_string())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start knative {name}: {e}"))?;
@@ -272,6 +273,29 @@ async fn default_domain(client: &kube::Client) -> anyhow::Result<()> {
         Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
         Err(e) => Err(anyhow::anyhow!("cannot create config-domain: {e}")),
     }
+}
+
+/// Set by `knative local` on its children: its process id.
+const PARENT_ENV: &str = "KNATIVE_LOCAL_PARENT";
+
+/// In a child of `knative local` ([`PARENT_ENV`] set): exits as soon as that parent is gone,
+/// even when it was killed without a chance to stop its children (SIGKILL).
+pub fn exit_with_parent() {
+    let Some(parent) = std::env::var(PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return;
+    };
+    std::thread::spawn(move || {
+        loop {
+            if nix::unistd::getppid().as_raw() != parent {
+                eprintln!("knative local (pid {parent}) is gone; exiting");
+                std::process::exit(1);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {

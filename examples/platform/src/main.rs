@@ -58,6 +58,7 @@ enum Command {
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    local::exit_with_parent();
     match cli.command {
         Command::Crds => {
             crds::run(&mut std::io::stdout().lock()).map(|()| std::process::ExitCode::SUCCESS)

@@ -306,3 +306,55 @@ async fn a_gateway_address_in_use_stops_the_platform_with_an_error() {
         "{stderr}"
     );
 }
+
+/// The processes named `knative` whose parent is `parent`.
+fn knative_children(parent: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid: u32 = rest
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if comm.ends_with("(knative") && ppid == parent {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_platform_takes_its_controller_activator_and_gateway_with_it() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start();
+    let pid = platform.child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let children = loop {
+        let children = knative_children(pid);
+        if children.len() == 3 {
+            break children;
+        }
+        assert!(Instant::now() < deadline, "children: {children:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    platform.child.kill().unwrap(); // SIGKILL: no chance to stop them itself
+    platform.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "left running: {:?}",
+            children.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
