@@ -123,6 +123,14 @@ async fn write_endpoints(
     ports: serde_json::Value,
 ) {
     let addresses: Vec<_> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+    // Kubernetes' endpoints controller labels Endpoints as their Service.
+    let labels = match name.strip_suffix("-private") {
+        Some(revision) => json!({
+            "networking.knative.dev/serviceType": "Private",
+            "serving.knative.dev/revision": revision,
+        }),
+        None => json!({}),
+    };
     let endpoints: Endpoints = serde_json::from_value(json!({
         "metadata": {"name": name},
         "subsets": [{"addresses": addresses, "ports": ports}],
@@ -134,7 +142,7 @@ async fn write_endpoints(
         &PatchParams::apply("test-endpoints-controller").force(),
         &Patch::Apply(&json!({
             "apiVersion": "v1", "kind": "Endpoints",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": labels},
             "subsets": endpoints.subsets,
         })),
     )

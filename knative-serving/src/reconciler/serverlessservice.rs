@@ -103,7 +103,8 @@ impl ServerlessServiceReconciler {
     }
 
     /// What makes a ServerlessService controller react: the Services and Endpoints it owns,
-    /// the private Endpoints the endpoints controller writes (`<sks>-private`), and every change
+    /// the private Endpoints the endpoints controller writes (`<sks>-private`, labelled as the
+    /// private Service is: `networking.knative.dev/serviceType`), and every change
     /// of the activator's Endpoints (which reconciles all ServerlessServices). Watches
     /// `namespace` only, when given (the activator's Endpoints are watched wherever they are).
     pub fn watches(
@@ -132,9 +133,12 @@ impl ServerlessServiceReconciler {
                     services,
                     watcher::Config::default().labels(SERVICE_TYPE_LABEL_KEY),
                 )
-                .watches(endpoints, watcher::Config::default(), |e: Endpoints| {
-                    sks_of_endpoints(&e)
-                })
+                .watches(
+                    endpoints,
+                    // Kubernetes' endpoints controller copies the Service's labels.
+                    watcher::Config::default().labels(SERVICE_TYPE_LABEL_KEY),
+                    |e: Endpoints| sks_of_endpoints(&e),
+                )
                 .reconcile_all_on(activator_changes)
         }
     }
