@@ -8,7 +8,9 @@
 //!    Services (`CONCURRENCY` in flight) and times until every one has all six children;
 //!    the bench plays the autoscaler (marks PodAutoscalers ready with one pod), because this
 //!    server runs no pods: without it no Revision becomes ready and no Route programs an
-//!    Ingress;
+//!    Ingress. The Services' revisions carry an autoscaler class of the bench's own, so the
+//!    controller's PodAutoscaler reconciler leaves them to the bench (as Knative's does with a
+//!    class it does not serve) instead of fighting over their status;
 //! 3. **idle**: watches the namespace for `IDLE_SECONDS` and counts every object change (an
 //!    API write that changed nothing changes no object and is not seen: the apiserver's own
 //!    `apiserver_request_total` for the Serving resources is reported too, as an upper
@@ -198,12 +200,18 @@ async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The autoscaler class of the bench's revisions: no reconciler of `knative controller` serves
+/// it (so the controller's PodAutoscaler reconciler leaves them alone), the bench does.
+const BENCH_CLASS: &str = "bench.autoscaling.example.com";
+
 fn ksvc(i: usize) -> Service {
     serde_json::from_value(json!({
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
         "metadata": { "name": format!("svc-{i}") },
-        "spec": { "template": { "spec": { "containers": [{
+        "spec": { "template": {
+            "metadata": { "annotations": { "autoscaling.knative.dev/class": BENCH_CLASS } },
+            "spec": { "containers": [{
             "image": "ghcr.io/knative/helloworld-go:latest",
             "env": [{ "name": "TARGET", "value": "World" }],
         }] } } },
