@@ -14,6 +14,10 @@ use knative_serving::dataplane::proxy::{Forwarder, ForwarderOptions, UpstreamPro
 /// Arguments of `knative activator`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The kubeconfig of the cluster (default: `$KUBECONFIG`, `~/.kube/config`, or the Pod's
+    /// service account).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
     /// Where to serve HTTP/1.1 and h2c.
     #[arg(long, default_value = "0.0.0.0:8012")]
     listen: SocketAddr,
@@ -73,12 +77,6 @@ fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Runs `knative activator` until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     runtime(args.worker_threads)?.block_on(activator(args))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -123,7 +121,7 @@ async fn activator(args: Args) -> anyhow::Result<()> {
     });
     let activator = Activator::with_forwarder(config, sink, forwarder);
     let watching = if args.revisions.is_empty() {
-        let client = kube::Client::try_default().await?;
+        let client = crate::kube_client(args.kubeconfig.as_deref()).await?;
         tracing::info!(namespace = ?args.namespace, "backends from the cluster's private Endpoints");
         Some(tokio::spawn(cluster::watch(
             Arc::clone(&activator),

@@ -25,6 +25,10 @@ use knative_serving::reconciler::service::ServiceReconciler;
 /// Arguments of `knative controller`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Args {
+    /// The kubeconfig of the cluster (default: `$KUBECONFIG`, `~/.kube/config`, or the Pod's
+    /// service account).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
     /// Reconcile only this namespace (default: all namespaces).
     #[arg(long)]
     namespace: Option<String>,
@@ -61,18 +65,12 @@ pub struct Args {
 
 /// Runs `knative controller` until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     tokio::runtime::Runtime::new()?.block_on(controller(args))?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn controller(args: Args) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await?;
+    let client = crate::kube_client(args.kubeconfig.as_deref()).await?;
     let store = ConfigStore::start(client.clone(), args.system_namespace.clone());
     let metrics = Metrics::new();
     let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();

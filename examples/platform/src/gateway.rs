@@ -15,6 +15,10 @@ use knative_serving::dataplane::proxy::{Forwarder, ForwarderOptions, UpstreamPro
 /// Arguments of `knative gateway`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The kubeconfig of the cluster (default: `$KUBECONFIG`, `~/.kube/config`, or the Pod's
+    /// service account).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
     /// Where to serve HTTP/1.1 and h2c.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -83,12 +87,6 @@ fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Runs `knative gateway` until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     runtime(args.worker_threads)?.block_on(gateway(args))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -144,7 +142,7 @@ async fn gateway(args: Args) -> anyhow::Result<()> {
 }
 
 async fn cluster(args: Args, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await?;
+    let client = crate::kube_client(args.kubeconfig.as_deref()).await?;
     let (resolver, watching) = ClusterResolver::start(client.clone(), args.namespace.as_deref());
     let watching = tokio::spawn(watching);
     let gateway = Gateway::with_forwarder(resolver, forwarder(&args));

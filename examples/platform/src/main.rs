@@ -28,6 +28,48 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as JSON objects (one per line, with every field, as Knative's zap logs) or as
+    /// text.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How `knative` writes its logs (to stderr, filtered by `RUST_LOG`, `info` by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+/// A client for the cluster of `kubeconfig`, else of `$KUBECONFIG`, `~/.kube/config` or the
+/// Pod's service account (kube's defaults).
+pub(crate) async fn kube_client(
+    kubeconfig: Option<&std::path::Path>,
+) -> anyhow::Result<kube::Client> {
+    let Some(path) = kubeconfig else {
+        return Ok(kube::Client::try_default().await?);
+    };
+    let file = kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +101,17 @@ enum Command {
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     local::exit_with_parent();
+    if matches!(
+        cli.command,
+        Command::Controller(_)
+            | Command::QueueProxy(_)
+            | Command::Activator(_)
+            | Command::Gateway(_)
+            | Command::Webhook(_)
+            | Command::Local(_)
+    ) {
+        init_logs(cli.log_format);
+    }
     match cli.command {
         Command::Crds => {
             crds::run(&mut std::io::stdout().lock()).map(|()| std::process::ExitCode::SUCCESS)

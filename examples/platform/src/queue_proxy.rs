@@ -125,12 +125,6 @@ impl Args {
 
 /// Runs `knative queue-proxy` until SIGTERM or Ctrl-C, then drains.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = args.config()?;
     let runtime = if args.worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()

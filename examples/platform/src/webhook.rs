@@ -59,12 +59,6 @@ fn parse_label(value: &str) -> Result<(String, String), String> {
 
 /// Runs `knative webhook` until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     tokio::runtime::Runtime::new()?.block_on(serve(args))?;
     Ok(ExitCode::SUCCESS)
 }

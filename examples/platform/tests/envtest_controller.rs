@@ -23,7 +23,8 @@ async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) ->
 }
 
 #[tokio::test]
-async fn the_controller_reconciles_helloworld_and_stops_on_sigterm() {
+async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json_and_stops_on_sigterm()
+ {
     let client = client().await;
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for crd in knative_serving::crds() {
@@ -52,6 +53,8 @@ async fn the_controller_reconciles_helloworld_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("controller.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_knative"))
         .args([
             "controller",
@@ -62,9 +65,10 @@ async fn the_controller_reconciles_helloworld_and_stops_on_sigterm() {
             "--autoscaler-addr",
             "127.0.0.1:0",
         ])
-        .env("KUBECONFIG", &kubeconfig)
+        .args(["--kubeconfig", &kubeconfig, "--log-format", "json"])
+        .env_remove("KUBECONFIG")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .expect("start knative controller");
 
@@ -106,8 +110,14 @@ async fn the_controller_reconciles_helloworld_and_stops_on_sigterm() {
         .collect();
     assert_eq!(containers, ["user-container", "queue-proxy"]);
 
-    let metrics = reqwest_metrics(port).await;
-    assert!(metrics.contains("reconcile_count_total"), "{metrics}");
+    // A pass is counted when it returns, just after its writes.
+    eventually("reconcile_count_total on /metrics", async || {
+        reqwest_metrics(port)
+            .await
+            .contains("reconcile_count_total")
+            .then_some(())
+    })
+    .await;
 
     let pid = child.id().to_string();
     assert!(
@@ -118,7 +128,18 @@ async fn the_controller_reconciles_helloworld_and_stops_on_sigterm() {
             .success()
     );
     let status = eventually("the controller to exit", async || child.try_wait().ok()?).await;
-    assert!(status.success(), "controller exited with {status}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "controller exited with {status}\n{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "starting the Serving reconcilers" && l["level"] == "INFO"),
+        "{log}"
+    );
     ns.delete().await;
 }
 

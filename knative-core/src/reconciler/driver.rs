@@ -296,13 +296,13 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             kube::runtime::controller::Config::default().concurrency(self.options.concurrency);
         let mut controller = configure(Controller::new(api, watcher::Config::default()))
             .with_config(config)
-            .graceful_shutdown_on(shutdown);
+            .graceful_shutdown_on(shutdown.clone());
         if let Some(store) = &self.config {
             let changes = config_changes(store.changes());
             controller = controller.reconcile_all_on(changes);
         }
         let name = self.options.name.clone();
-        controller
+        let run = controller
             .run(
                 |obj, driver: Arc<Self>| async move { driver.reconcile(obj).await },
                 |obj, err, driver: Arc<Self>| driver.error_policy(&obj, err),
@@ -313,8 +313,22 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                     tracing::debug!(reconciler = %name, %err, "reconcile did not complete");
                 }
                 futures::future::ready(())
-            })
-            .await;
+            });
+        // kube's controller waits for its cache before it stops, and a cache whose kind the
+        // server does not serve (a CRD not installed) never fills: give in-flight passes a grace
+        // period after the shutdown signal, then stop anyway.
+        let overdue = async {
+            shutdown.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            () = run => tracing::info!(reconciler = %name, "stopped"),
+            () = overdue => tracing::warn!(
+                reconciler = %name,
+                grace = ?SHUTDOWN_GRACE,
+                "not stopped within the grace period after the shutdown signal (is its CRD installed?); stopping anyway"
+            ),
+        }
     }
 
     /// The controller's retry policy for a failed pass: per-object exponential backoff, reset by
@@ -578,6 +592,9 @@ fn config_changes(
 
 /// Completes once the process is asked to stop (SIGTERM or Ctrl-C); cheap to clone.
 type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// How long in-flight reconciles may run on after the shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn shutdown_signal() -> Shutdown {
     use futures::FutureExt;
