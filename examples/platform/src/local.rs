@@ -46,6 +46,11 @@ pub struct Args {
     /// Where the API server listens (port 0: any free port; the kubeconfig says which).
     #[arg(long, default_value = "127.0.0.1:0")]
     api_addr: SocketAddr,
+    /// Run against the API server of this kubeconfig (e.g. the test environment's
+    /// kube-apiserver, whose kube-controller-manager makes the Pods) instead of the embedded
+    /// one; the process runtime, the reconcilers and the data plane run as usual.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -87,29 +92,48 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&store_dir)
         .and_then(|()| std::fs::create_dir_all(&log_dir))
         .map_err(|e| anyhow::anyhow!("{}: {e}", data_dir.display()))?;
-    let server = knative_apiserver::ApiServer::builder()
-        .data_dir(&store_dir)
-        .bind(args.api_addr)
-        .start()
-        .await?;
-    let client = server.client();
-    install_crds(&client).await?;
-    ensure_namespace(&client, "knative-serving").await?;
-    ensure_namespace(&client, "default").await?;
-    let kubeconfig = data_dir.join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig)?;
-    tracing::info!(kubeconfig = %kubeconfig.display(), api = %server.url(), "API server ready");
-
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let deployments = tokio::spawn(knative_local::deployments::run(
-        client.clone(),
-        None,
-        until_stopped(stopped.clone()),
-    ));
-    let endpoints = tokio::spawn(knative_local::endpoints::run(client.clone(), None));
+    // Either the embedded API server with the controllers it lacks (Deployments, Endpoints),
+    // or a real API server whose kube-controller-manager has them.
+    let (client, kubeconfig, server, controllers) = match &args.kubeconfig {
+        Some(path) => {
+            let client = crate::kube_client(Some(path)).await?;
+            tracing::info!(kubeconfig = %path.display(), "using the API server of this kubeconfig");
+            (client, path.clone(), None, None)
+        }
+        None => {
+            let server = knative_apiserver::ApiServer::builder()
+                .data_dir(&store_dir)
+                .bind(args.api_addr)
+                .start()
+                .await?;
+            let client = server.client();
+            let kubeconfig = data_dir.join("kubeconfig");
+            let deployments = tokio::spawn(knative_local::deployments::run(
+                client.clone(),
+                None,
+                until_stopped(stopped.clone()),
+            ));
+            let endpoints = tokio::spawn(knative_local::endpoints::run(client.clone(), None));
+            (
+                client,
+                kubeconfig,
+                Some(server),
+                Some((deployments, endpoints)),
+            )
+        }
+    };
+    install_crds(&client).await?;
+    ensure_namespace(&client, "knative-serving").await?;
+    ensure_namespace(&client, "default").await?;
+    if let Some(server) = &server {
+        server.write_kubeconfig(&kubeconfig)?;
+        tracing::info!(kubeconfig = %kubeconfig.display(), api = %server.url(), "API server ready");
+    }
+
     let runtime = ProcessRuntime::new(
         client.clone(),
         RuntimeConfig::new("knative-local", &log_dir),
@@ -119,7 +143,14 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
 
     let autoscaler_addr = free_port()?;
     let activator_addr = free_port()?;
-    register_activator(&client, activator_addr).await?;
+    if let Err(error) = register_activator(&client, activator_addr).await {
+        // kube-apiserver refuses loopback addresses in Endpoints.
+        anyhow::ensure!(
+            args.kubeconfig.is_some(),
+            "cannot register the activator: {error}"
+        );
+        tracing::warn!(%error, "the activator cannot be put in front of revisions on this API server; revisions stay behind their pods only");
+    }
     default_domain(&client).await?;
     let mut children = Vec::new();
     let spawn = |name: &'static str,
@@ -187,9 +218,13 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
     if let Err(e) = kubelet.await? {
         tracing::warn!(error = %e, "the process runtime failed");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), deployments).await;
-    endpoints.abort();
-    server.shutdown().await;
+    if let Some((deployments, endpoints)) = controllers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), deployments).await;
+        endpoints.abort();
+    }
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
     tracing::info!("stopped");
     match failed {
         Some(name) => Err(anyhow::anyhow!(
