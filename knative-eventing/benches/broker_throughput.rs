@@ -101,7 +101,10 @@ impl Subscriber {
 }
 
 async fn broker(subscriber: &Uri) -> Uri {
-    let broker = Broker::new(BrokerConfig::default());
+    let broker = Broker::new(BrokerConfig {
+        max_in_flight: env("BENCH_MAX_IN_FLIGHT", BrokerConfig::default().max_in_flight),
+        ..BrokerConfig::default()
+    });
     let mut triggers: Vec<TriggerRoute> = (0..9)
         .map(|i| TriggerRoute {
             name: format!("other-{i}"),
@@ -207,6 +210,38 @@ async fn paced_latencies(
     latencies
 }
 
+/// The CPU time this process used so far (user + system, every thread), from `/proc/self/stat`
+/// (Linux; clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with the last ')'): utime is the 12th, stime
+    // the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// [`throughput`] and the process's CPU time per event meanwhile (sender, broker and subscriber
+/// together).
+async fn throughput_and_cpu(
+    target: &Uri,
+    sink: &Subscriber,
+    n: usize,
+    concurrency: usize,
+) -> (f64, Duration) {
+    let before = cpu_time();
+    let rate = throughput(target, sink, n, concurrency).await;
+    (rate, (cpu_time() - before) / n as u32)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
@@ -231,12 +266,20 @@ fn main() {
         throughput(&sink.uri, &sink, 1_000, concurrency).await;
         throughput(&broker_uri, &sink, 1_000, concurrency).await;
 
-        let direct = throughput(&sink.uri, &sink, events, concurrency).await;
-        let brokered = throughput(&broker_uri, &sink, events, concurrency).await;
+        let (direct, direct_cpu) = throughput_and_cpu(&sink.uri, &sink, events, concurrency).await;
+        let (brokered, brokered_cpu) =
+            throughput_and_cpu(&broker_uri, &sink, events, concurrency).await;
         println!(
             "throughput ({events} events, {concurrency} concurrent senders): direct {direct:.0} events/s, \
              through broker (10 triggers, 1 matching) {brokered:.0} events/s = {:.0}% of direct",
             100.0 * brokered / direct
+        );
+        println!(
+            "CPU per event (sender, broker and subscriber): direct {:.1} µs, through broker {:.1} µs \
+             ({:.0}% of direct at equal CPU)",
+            direct_cpu.as_secs_f64() * 1e6,
+            brokered_cpu.as_secs_f64() * 1e6,
+            100.0 * direct_cpu.as_secs_f64() / brokered_cpu.as_secs_f64()
         );
 
         let direct = paced_latencies(&sink.uri, &sink, rate, seconds).await;

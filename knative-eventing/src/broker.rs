@@ -32,20 +32,23 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cloudevents::Event;
 use cloudevents::event::ExtensionValue;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::sync::{Semaphore, watch};
 
 use crate::apis::eventing::trigger::Trigger;
-use crate::delivery::codec::{self, DecodeError};
-use crate::delivery::{DeliveryPolicy, DeliveryStats, Dispatcher, Outcome, PolicyError, server};
+use crate::delivery::codec::{self, ContentMode, DecodeError};
+use crate::delivery::{
+    DeliveryPolicy, DeliveryStats, Dispatcher, Failure, Outcome, PolicyError, server,
+};
 use crate::filter::{Filter, FilterError};
 
 /// The extension that carries an event's remaining hops through brokers.
@@ -233,7 +236,46 @@ impl Broker {
         let matching: Vec<usize> = (0..triggers.len())
             .filter(|&i| triggers[i].filter.matches(&event))
             .collect();
-        let event = Arc::new(event);
+        self.fan_out(triggers, matching, Payload::Event(event), ttl)
+            .await
+    }
+
+    /// [`Broker::publish`] for an event as it arrived in binary mode, already checked by
+    /// [`forwardable`]: filtered on its headers and forwarded as they are, never decoded.
+    async fn publish_forwarded(&self, forwarded: Forwarded, body: Bytes) -> Accepted {
+        let ttl = forwarded.ttl.unwrap_or(self.inner.config.default_ttl);
+        self.inner.stats.accepted();
+        if ttl <= 0 {
+            tracing::info!("dropping an event whose {TTL_EXTENSION} is exhausted");
+            self.inner.stats.dropped();
+            return Accepted::Dropped;
+        }
+        let triggers = self.inner.triggers.borrow().clone();
+        let matching: Vec<usize> = {
+            let attribute = |name: &str| forwarded.attribute(name).map(Cow::Borrowed);
+            (0..triggers.len())
+                .filter(|&i| triggers[i].filter.matches_with(&attribute))
+                .collect()
+        };
+        self.fan_out(
+            triggers,
+            matching,
+            Payload::Encoded(forwarded.headers, body),
+            ttl,
+        )
+        .await
+        .unwrap_or(Accepted::Dropped)
+    }
+
+    /// Delivers `payload` to the `matching` triggers, each delivery in its own task.
+    async fn fan_out(
+        &self,
+        triggers: Arc<Vec<TriggerRoute>>,
+        matching: Vec<usize>,
+        payload: Payload,
+        ttl: i64,
+    ) -> Result<Accepted, IngressError> {
+        let payload = Arc::new(payload);
         for &index in &matching {
             let permit = self
                 .inner
@@ -244,14 +286,10 @@ impl Broker {
                 .expect("the broker never closes its semaphore");
             let broker = self.clone();
             let triggers = triggers.clone();
-            let event = event.clone();
+            let payload = payload.clone();
             tokio::spawn(async move {
                 let trigger = &triggers[index];
-                let outcome = broker
-                    .inner
-                    .dispatcher
-                    .deliver(&event, &trigger.subscriber, &trigger.delivery)
-                    .await;
+                let outcome = payload.deliver(&broker.inner.dispatcher, trigger).await;
                 drop(permit);
                 broker.finish(trigger, ttl, outcome).await;
             });
@@ -275,9 +313,14 @@ impl Broker {
                 return response;
             }
         };
-        let result = match codec::decode(&parts.headers, body) {
-            Ok(event) => self.publish(event).await,
-            Err(e) => Err(e.into()),
+        let result = match forwardable(&parts.headers)
+            .filter(|_| std::env::var_os("TMP_NO_FORWARD").is_none())
+        {
+            Some(forwarded) => Ok(self.publish_forwarded(forwarded, body).await),
+            None => match codec::decode(&parts.headers, body) {
+                Ok(event) => self.publish(event).await,
+                Err(e) => Err(e.into()),
+            },
         };
         match result {
             Ok(_) => server::text(StatusCode::ACCEPTED, ""),
@@ -351,6 +394,127 @@ impl Broker {
     }
 }
 
+/// What a matching Trigger's subscriber is sent.
+enum Payload {
+    /// A decoded event.
+    Event(Event),
+    /// An event as it arrived in binary mode: its `ce-*` and `content-type` headers, its body.
+    Encoded(HeaderMap, Bytes),
+}
+
+impl Payload {
+    async fn deliver(&self, dispatcher: &Dispatcher, trigger: &TriggerRoute) -> Outcome {
+        match self {
+            Payload::Event(event) => {
+                dispatcher
+                    .deliver(event, &trigger.subscriber, &trigger.delivery)
+                    .await
+            }
+            Payload::Encoded(headers, body) if trigger.delivery.mode == ContentMode::Binary => {
+                dispatcher
+                    .deliver_encoded(headers, body, &trigger.subscriber, &trigger.delivery)
+                    .await
+            }
+            // The Trigger wants another content mode: decode once, encode its way.
+            Payload::Encoded(headers, body) => match codec::decode(headers, body.clone()) {
+                Ok(event) => {
+                    dispatcher
+                        .deliver(&event, &trigger.subscriber, &trigger.delivery)
+                        .await
+                }
+                Err(e) => Outcome::Failed {
+                    failure: Failure::Network(format!("the event cannot be re-encoded: {e}")),
+                    dead_letter: None,
+                    attempts: 0,
+                },
+            },
+        }
+    }
+}
+
+/// A binary-mode event the ingress forwards without decoding it.
+struct Forwarded {
+    /// The event's `ce-*` headers (but `ce-knativebrokerttl`) and `content-type`.
+    headers: HeaderMap,
+    /// Its `knativebrokerttl`, if it had one.
+    ttl: Option<i64>,
+}
+
+impl Forwarded {
+    /// The canonical string value of attribute `name`, as a decoded event would give it.
+    fn attribute(&self, name: &str) -> Option<&str> {
+        let value = match name {
+            "specversion" => return Some("1.0"),
+            "datacontenttype" => self.headers.get(http::header::CONTENT_TYPE),
+            _ => self
+                .headers
+                .iter()
+                .find(|(header, _)| header.as_str().strip_prefix("ce-") == Some(name))
+                .map(|(_, value)| value),
+        };
+        value.and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Whether a request can be forwarded as it is: a CloudEvents 1.0 binary-mode request whose
+/// attributes a decoder would take verbatim (required ones present and non-empty, visible ASCII
+/// without percent-encoding, extension names of lower-case letters and digits, no `time` or
+/// `dataschema` to parse, an integer `knativebrokerttl`, no header twice). `None` sends the
+/// request through the full decoder, which accepts or refuses it with the reason.
+fn forwardable(headers: &HeaderMap) -> Option<Forwarded> {
+    if headers.get("ce-specversion")?.as_bytes() != b"1.0" {
+        return None;
+    }
+    let mut forwarded = HeaderMap::with_capacity(8);
+    let mut ttl = None;
+    for (name, value) in headers {
+        let attribute = match name.as_str().strip_prefix("ce-") {
+            Some(attribute) => attribute,
+            None if name == http::header::CONTENT_TYPE => {
+                let text = value.to_str().ok()?;
+                if text.starts_with("application/cloudevents") || forwarded.contains_key(name) {
+                    return None;
+                }
+                forwarded.insert(name.clone(), value.clone());
+                continue;
+            }
+            None => continue,
+        };
+        let visible = value
+            .as_bytes()
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && b != b'%');
+        let plain_name = !attribute.is_empty()
+            && attribute
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !visible || !plain_name || matches!(attribute, "time" | "dataschema") {
+            return None;
+        }
+        if attribute == TTL_EXTENSION {
+            let text = value.to_str().ok()?;
+            if ttl.is_some() {
+                return None;
+            }
+            ttl = Some(text.trim().parse::<i64>().ok()?);
+            continue;
+        }
+        if forwarded.contains_key(name) {
+            return None;
+        }
+        forwarded.insert(name.clone(), value.clone());
+    }
+    for required in ["ce-id", "ce-source", "ce-type"] {
+        if forwarded.get(required).is_none_or(|v| v.is_empty()) {
+            return None;
+        }
+    }
+    Some(Forwarded {
+        headers: forwarded,
+        ttl,
+    })
+}
+
 fn parse_ttl(value: &ExtensionValue) -> Option<i64> {
     match value {
         ExtensionValue::Integer(i) => Some(*i),
@@ -362,6 +526,68 @@ fn parse_ttl(value: &ExtensionValue) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn binary_headers(extra: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/orders"),
+            ("ce-type", "order.created"),
+            ("content-type", "application/json"),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            headers.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn a_plain_binary_event_is_forwarded_with_only_its_own_headers() {
+        let forwarded = forwardable(&binary_headers(&[
+            ("authorization", "Bearer secret"),
+            ("ce-region", "eu"),
+            ("ce-knativebrokerttl", "7"),
+        ]))
+        .expect("forwardable");
+        assert_eq!(forwarded.ttl, Some(7));
+        assert!(forwarded.headers.get("authorization").is_none());
+        assert!(forwarded.headers.get("ce-knativebrokerttl").is_none());
+        assert_eq!(forwarded.attribute("region"), Some("eu"));
+        assert_eq!(forwarded.attribute("type"), Some("order.created"));
+        assert_eq!(
+            forwarded.attribute("datacontenttype"),
+            Some("application/json")
+        );
+        assert_eq!(forwarded.attribute("subject"), None);
+    }
+
+    #[test]
+    fn events_a_decoder_would_have_to_interpret_go_through_the_decoder() {
+        for extra in [
+            [("ce-time", "2026-01-01T00:00:00Z")],
+            [("ce-dataschema", "http://schema")],
+            [("ce-subject", "caf%C3%A9")],
+            [("ce-knativebrokerttl", "many")],
+            [("ce-id", "2")],
+        ] {
+            assert!(forwardable(&binary_headers(&extra)).is_none(), "{extra:?}");
+        }
+        let mut no_id = binary_headers(&[]);
+        no_id.remove("ce-id");
+        assert!(forwardable(&no_id).is_none());
+        let mut structured = binary_headers(&[]);
+        structured.insert(
+            http::header::CONTENT_TYPE,
+            "application/cloudevents+json".parse().unwrap(),
+        );
+        assert!(forwardable(&structured).is_none());
+    }
 
     fn trigger(json: serde_json::Value) -> Trigger {
         serde_json::from_value(json).unwrap()

@@ -237,20 +237,30 @@ impl Filter {
 
     /// Whether `event` passes this filter.
     pub fn matches(&self, event: &Event) -> bool {
+        self.matches_with(&|name| attribute_value(event, name))
+    }
+
+    /// Whether an event passes this filter, its attributes read through `attribute` (the
+    /// canonical string form of a context attribute or extension, `None` when absent): a data
+    /// plane can filter an event it has not decoded.
+    pub fn matches_with<'a>(&self, attribute: &impl Fn(&str) -> Option<Cow<'a, str>>) -> bool {
         match self {
-            Filter::All(filters) => filters.iter().all(|f| f.matches(event)),
-            Filter::Any(filters) => filters.iter().any(|f| f.matches(event)),
-            Filter::Not(filter) => !filter.matches(event),
-            Filter::Exact { attribute, value } => {
-                attribute_value(event, attribute).is_some_and(|v| v == value.as_str())
-            }
-            Filter::Prefix { attribute, prefix } => {
-                attribute_value(event, attribute).is_some_and(|v| v.starts_with(prefix.as_str()))
-            }
-            Filter::Suffix { attribute, suffix } => {
-                attribute_value(event, attribute).is_some_and(|v| v.ends_with(suffix.as_str()))
-            }
-            Filter::Present(attribute) => attribute_value(event, attribute).is_some(),
+            Filter::All(filters) => filters.iter().all(|f| f.matches_with(attribute)),
+            Filter::Any(filters) => filters.iter().any(|f| f.matches_with(attribute)),
+            Filter::Not(filter) => !filter.matches_with(attribute),
+            Filter::Exact {
+                attribute: name,
+                value,
+            } => attribute(name).is_some_and(|v| v == value.as_str()),
+            Filter::Prefix {
+                attribute: name,
+                prefix,
+            } => attribute(name).is_some_and(|v| v.starts_with(prefix.as_str())),
+            Filter::Suffix {
+                attribute: name,
+                suffix,
+            } => attribute(name).is_some_and(|v| v.ends_with(suffix.as_str())),
+            Filter::Present(name) => attribute(name).is_some(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use cloudevents::Event;
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -170,7 +170,38 @@ impl Dispatcher {
         destination: &Uri,
         policy: &DeliveryPolicy,
     ) -> Outcome {
-        let (attempts, result) = self.send_with_retries(event, destination, policy).await;
+        let encoded = codec::encode(event, policy.mode);
+        self.deliver_with(&encoded, destination, policy, || Ok(event.clone()))
+            .await
+    }
+
+    /// Delivers an event already encoded as HTTP headers and body (binary or structured mode,
+    /// whatever `policy.mode` says), as [`Dispatcher::deliver`] does: a data plane that
+    /// forwards what it received need not decode and re-encode it. The headers should hold only
+    /// the event's own (`ce-*`, `content-type`); the event is decoded only if it has to go to the
+    /// dead-letter sink.
+    pub async fn deliver_encoded(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        destination: &Uri,
+        policy: &DeliveryPolicy,
+    ) -> Outcome {
+        let encoded = (headers.clone(), body.clone());
+        self.deliver_with(&encoded, destination, policy, || {
+            codec::decode(headers, body.clone())
+        })
+        .await
+    }
+
+    async fn deliver_with(
+        &self,
+        encoded: &(HeaderMap, Bytes),
+        destination: &Uri,
+        policy: &DeliveryPolicy,
+        event: impl FnOnce() -> Result<Event, codec::DecodeError>,
+    ) -> Outcome {
+        let (attempts, result) = self.send_with_retries(encoded, destination, policy).await;
         let failure = match result {
             Ok(response) => {
                 let reply = if codec::carries_event(&response.headers) {
@@ -195,7 +226,19 @@ impl Dispatcher {
                 attempts,
             };
         };
-        let dead = dead_letter_event(event, destination, &failure);
+        let dead = match event() {
+            Ok(event) => dead_letter_event(&event, destination, &failure),
+            Err(e) => {
+                return Outcome::Failed {
+                    failure,
+                    dead_letter: Some(Failure::Network(format!(
+                        "the event cannot be dead-lettered: {e}"
+                    ))),
+                    attempts,
+                };
+            }
+        };
+        let dead = codec::encode(&dead, policy.mode);
         match self.send_with_retries(&dead, sink, policy).await.1 {
             Ok(_) => Outcome::DeadLettered { failure, attempts },
             Err(dead_failure) => Outcome::Failed {
@@ -214,13 +257,14 @@ impl Dispatcher {
         mode: ContentMode,
         timeout: Option<Duration>,
     ) -> Result<StatusCode, Failure> {
-        let response = self.attempt(event, destination, mode, timeout).await?;
+        let (headers, body) = codec::encode(event, mode);
+        let response = self.attempt(headers, body, destination, timeout).await?;
         Ok(response.status)
     }
 
     async fn send_with_retries(
         &self,
-        event: &Event,
+        (headers, body): &(HeaderMap, Bytes),
         destination: &Uri,
         policy: &DeliveryPolicy,
     ) -> (u32, Result<Response, Failure>) {
@@ -228,7 +272,12 @@ impl Dispatcher {
         loop {
             attempts += 1;
             let result = self
-                .attempt(event, destination, policy.mode, policy.retry.timeout)
+                .attempt(
+                    headers.clone(),
+                    body.clone(),
+                    destination,
+                    policy.retry.timeout,
+                )
                 .await;
             let (status, retry_after, failure) = match result {
                 Ok(response) if response.status.is_success() => return (attempts, Ok(response)),
@@ -262,12 +311,11 @@ impl Dispatcher {
 
     async fn attempt(
         &self,
-        event: &Event,
+        headers: HeaderMap,
+        body: Bytes,
         destination: &Uri,
-        mode: ContentMode,
         timeout: Option<Duration>,
     ) -> Result<Response, Failure> {
-        let (headers, body) = codec::encode(event, mode);
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(destination.clone())
