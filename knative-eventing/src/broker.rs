@@ -313,9 +313,7 @@ impl Broker {
                 return response;
             }
         };
-        let result = match forwardable(&parts.headers)
-            .filter(|_| std::env::var_os("TMP_NO_FORWARD").is_none())
-        {
+        let result = match forwardable(&parts.headers) {
             Some(forwarded) => Ok(self.publish_forwarded(forwarded, body).await),
             None => match codec::decode(&parts.headers, body) {
                 Ok(event) => self.publish(event).await,
