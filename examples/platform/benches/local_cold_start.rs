@@ -105,12 +105,23 @@ fn main() {
     let mut cold = Vec::new();
     for i in 0..tries {
         let idle = Instant::now();
+        // At zero, and staying there for 3 s: no Pod, no process.
         runtime.block_on(async {
-            while !(platform.pods("hello-00001").await.is_empty() && hello_children(pid).is_empty())
-            {
+            let mut zero_since: Option<Instant> = None;
+            loop {
+                let at_zero =
+                    platform.pods("hello-00001").await.is_empty() && hello_children(pid).is_empty();
+                zero_since = if at_zero {
+                    zero_since.or(Some(Instant::now()))
+                } else {
+                    None
+                };
+                if zero_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(3)) {
+                    break;
+                }
                 assert!(
                     idle.elapsed() < Duration::from_secs(120),
-                    "try {i}: never at zero\n{}",
+                    "try {i}: never 3 s at zero\n{}",
                     platform.log()
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
