@@ -67,10 +67,13 @@ impl ImcDispatcher {
             channel.set_subscriptions(routes);
             return;
         }
-        let channel = InMemoryChannel::with_dispatcher(self.max_in_flight, self.dispatcher.clone());
-        channel.set_subscriptions(routes);
         self.channels.send_modify(|channels| {
-            Arc::make_mut(channels).entry(key).or_insert(channel);
+            Arc::make_mut(channels)
+                .entry(key)
+                .or_insert_with(|| {
+                    InMemoryChannel::with_dispatcher(self.max_in_flight, self.dispatcher.clone())
+                })
+                .set_subscriptions(routes);
         });
     }
 
