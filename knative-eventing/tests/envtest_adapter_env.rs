@@ -210,3 +210,42 @@ async fn an_api_server_source_deployment_environment_runs_an_adapter_that_applie
     );
     ns.delete().await;
 }
+
+#[tokio::test]
+async fn the_multi_tenant_ping_adapter_runs_each_ping_source_it_reads_from_the_api_server() {
+    let client = setup().await;
+    let ns = TestNamespace::create(&client, "ev-mt-ping").await;
+    let (blue, green) = (
+        Recorder::start(Behaviour::default()).await.unwrap(),
+        Recorder::start(Behaviour::default()).await.unwrap(),
+    );
+    let api = Api::<PingSource>::namespaced(client.clone(), &ns.name);
+    for (name, sink) in [("blue", &blue), ("green", &green)] {
+        let source: PingSource = serde_json::from_value(json!({
+            "apiVersion": "sources.knative.dev/v1", "kind": "PingSource",
+            "metadata": {"name": name, "namespace": ns.name},
+            "spec": {"schedule": "@every 1s", "data": name,
+                     "ceOverrides": {"extensions": {"team": name}},
+                     "sink": {"uri": sink.uri.to_string()}}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &source).await.unwrap();
+    }
+    let adapter = tokio::spawn(knative_eventing::sources::ping::run_from_api_server(
+        client.clone(),
+        Some(ns.name.clone()),
+        Dispatcher::new(),
+    ));
+
+    for (name, sink) in [("blue", &blue), ("green", &green)] {
+        assert_eq!(sink.wait_for(1, Duration::from_secs(10)).await, 1, "{name}");
+        let event = &sink.events().await[0];
+        assert_eq!(
+            event.source().as_str(),
+            format!("/apis/v1/namespaces/{}/pingsources/{name}", ns.name)
+        );
+        assert_eq!(event.extension("team").unwrap().to_string(), name);
+    }
+    adapter.abort();
+    ns.delete().await;
+}

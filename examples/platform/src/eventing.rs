@@ -6,6 +6,7 @@
 //! knative eventing channel   --listen ADDR [--namespace NS]           every InMemoryChannel of the API server
 //! knative eventing jetstream --listen ADDR --channel FILE --nats URL  a durable channel on JetStream
 //! knative eventing ping      [--source FILE]                          a PingSource adapter
+//! knative eventing ping      --from-api-server [--namespace NS]       every PingSource (mt-ping)
 //! knative eventing apiserver [--source FILE]                          an ApiServerSource adapter
 //! ```
 //!
@@ -34,7 +35,7 @@ use knative_eventing::channel::jetstream::{JetStreamChannel, JetStreamConfig, ru
 use knative_eventing::channel::{InMemoryChannel, SubscriptionRoute};
 use knative_eventing::delivery::Dispatcher;
 use knative_eventing::sources::apiserver::ApiServerAdapter;
-use knative_eventing::sources::ping::PingAdapter;
+use knative_eventing::sources::ping::{PingAdapter, run_from_api_server};
 use serde::Deserialize;
 
 /// Arguments of `knative eventing`.
@@ -94,12 +95,20 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         ack_wait_seconds: u64,
     },
-    /// A PingSource adapter: from a file, or from its environment (`K_SINK`, `PING_*`).
+    /// A PingSource adapter: from a file, from its environment (`K_SINK`, `PING_*`), or for
+    /// every PingSource of the API server as Knative's `mt-ping`.
     Ping {
         /// A YAML file of PingSources (each sink as `status.sinkUri` or `spec.sink.uri`);
         /// without it, the adapter's environment.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "from_api_server")]
         source: Option<PathBuf>,
+        /// Run every PingSource of the API server (`$KUBECONFIG` or in-cluster), following
+        /// changes, as Knative's multi-tenant `mt-ping` does.
+        #[arg(long)]
+        from_api_server: bool,
+        /// With `--from-api-server`: only the PingSources of this namespace.
+        #[arg(long, requires = "from_api_server")]
+        namespace: Option<String>,
     },
     /// An ApiServerSource adapter: from a file, or from its environment (`K_SINK`,
     /// `K_SOURCE_CONFIG`).
@@ -202,7 +211,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(listen).await?;
                 ingress.serve(listener, shutdown()).await?;
             }
-            Command::Ping { source } => {
+            Command::Ping {
+                from_api_server: true,
+                namespace,
+                ..
+            } => {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("no API server to read PingSources from (KUBECONFIG or in-cluster)")?;
+                tracing::info!(namespace = ?namespace, "ping sources of the API server");
+                tokio::select! {
+                    () = run_from_api_server(client, namespace, Dispatcher::new()) => {}
+                    () = shutdown() => {}
+                }
+            }
+            Command::Ping { source, .. } => {
                 let adapters = match source {
                     Some(path) => read_documents::<PingSource>(&path)?
                         .iter()

@@ -10,7 +10,7 @@
 //! assert_eq!(next.to_rfc3339(), "2026-03-09T08:00:00+00:00"); // Monday 09:00 in Paris
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
@@ -305,6 +305,95 @@ impl PingAdapter {
                 }
             }
         }
+    }
+}
+
+/// Runs every PingSource of `namespace` (all namespaces when `None`) on the API server, as
+/// Knative's multi-tenant `mt-ping` does: one adapter per PingSource whose sink resolved
+/// (`status.sinkUri`, or a plain `spec.sink.uri`), restarted when the PingSource changes and
+/// stopped when it is deleted, until the watch ends. A PingSource that cannot run (an invalid
+/// schedule, no sink yet) is logged and skipped until it changes.
+pub async fn run_from_api_server(
+    client: kube::Client,
+    namespace: Option<String>,
+    dispatcher: Dispatcher,
+) {
+    use futures::StreamExt;
+    use kube::ResourceExt;
+    use kube::runtime::watcher;
+
+    let api: kube::Api<PingSource> = match &namespace {
+        Some(ns) => kube::Api::namespaced(client, ns),
+        None => kube::Api::all(client),
+    };
+    // Per PingSource: what its adapter was made from, and the adapter's task.
+    let mut running: HashMap<(String, String), (String, tokio::task::AbortHandle)> = HashMap::new();
+    let mut listed: HashSet<(String, String)> = HashSet::new();
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        let (source, initial) = match event {
+            Ok(watcher::Event::Apply(source)) => (source, false),
+            Ok(watcher::Event::InitApply(source)) => (source, true),
+            Ok(watcher::Event::Delete(source)) => {
+                let key = (source.namespace().unwrap_or_default(), source.name_any());
+                if let Some((_, task)) = running.remove(&key) {
+                    task.abort();
+                }
+                continue;
+            }
+            Ok(watcher::Event::Init) => {
+                listed.clear();
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                running.retain(|key, (_, task)| {
+                    let keep = listed.contains(key);
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "PingSource watch error");
+                continue;
+            }
+        };
+        let key = (source.namespace().unwrap_or_default(), source.name_any());
+        if initial {
+            listed.insert(key.clone());
+        }
+        let made_from = serde_json::to_string(&(
+            &source.spec,
+            source.status.as_ref().and_then(|s| s.sink_uri.as_ref()),
+        ))
+        .unwrap_or_default();
+        if running
+            .get(&key)
+            .is_some_and(|(from, _)| *from == made_from)
+        {
+            continue;
+        }
+        if let Some((_, task)) = running.remove(&key) {
+            task.abort();
+        }
+        match PingAdapter::from_source(&source) {
+            Ok(adapter) => {
+                tracing::info!(source = %adapter.source, sink = %adapter.sink, "ping source");
+                let dispatcher = dispatcher.clone();
+                let task = tokio::spawn(async move {
+                    adapter.run(&dispatcher, std::future::pending()).await;
+                });
+                running.insert(key, (made_from, task.abort_handle()));
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %key.0, name = %key.1, error = %e, "PingSource not run")
+            }
+        }
+    }
+    for (_, task) in running.into_values() {
+        task.abort();
     }
 }
 
