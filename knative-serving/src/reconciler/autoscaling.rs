@@ -50,7 +50,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::KnativeObject;
 use knative_core::reconciler::{Context, ReconcileError, Reconciler};
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -73,13 +72,13 @@ use crate::autoscaler::AutoscalerParams;
 use crate::autoscaler::collector::REVISION_LABEL_KEY;
 use crate::autoscaler::deciders::{Deciders, RevisionKey};
 use crate::autoscaler::kpa::DeciderSpec;
+use crate::reconciler::children::{api_failure, refuse_not_owned};
 use resources::{HpaVersion, contains, is_controlled_by, make_hpa, make_sks, sks_name};
 use scaler::ScaleInputs;
 
 pub use crate::reconciler::revision::DEFAULT_PROGRESS_DEADLINE;
 
-/// The reason of a child the PodAutoscaler does not control.
-pub const REASON_NOT_OWNED: &str = "NotOwned";
+pub use crate::reconciler::children::REASON_NOT_OWNED;
 /// The reason of a PodAutoscaler whose class has no working autoscaler.
 pub const REASON_INVALID_AUTOSCALER: &str = "InvalidAutoscaler";
 
@@ -169,7 +168,13 @@ impl PodAutoscalerReconciler {
         if let Some(sks) = &sks
             && !is_controlled_by(&sks.metadata, pa)
         {
-            return Err(not_owned(pa, "ServerlessService", &sks_name(pa), now));
+            return Err(refuse_not_owned(
+                pa,
+                "Ready",
+                "ServerlessService",
+                &sks_name(pa),
+                now,
+            ));
         }
 
         let ready = ready_pods(ctx.client(), pa).await?;
@@ -262,7 +267,13 @@ impl PodAutoscalerReconciler {
                 created
             }
             Some(have) if !is_controlled_by(&have.metadata, pa) => {
-                return Err(not_owned(pa, "HorizontalPodAutoscaler", &name, now));
+                return Err(refuse_not_owned(
+                    pa,
+                    "Ready",
+                    "HorizontalPodAutoscaler",
+                    &name,
+                    now,
+                ));
             }
             Some(have) if contains(&have.data["spec"], &want.data["spec"]) => have,
             Some(mut have) => {
@@ -282,7 +293,13 @@ impl PodAutoscalerReconciler {
         if let Some(sks) = &existing
             && !is_controlled_by(&sks.metadata, pa)
         {
-            return Err(not_owned(pa, "ServerlessService", &sks_name(pa), now));
+            return Err(refuse_not_owned(
+                pa,
+                "Ready",
+                "ServerlessService",
+                &sks_name(pa),
+                now,
+            ));
         }
         // 0 activators: all of them.
         let sks = reconcile_sks(
@@ -533,37 +550,4 @@ pub async fn forget_deleted(client: Client, namespace: Option<String>, deciders:
             }
         }
     }
-}
-
-/// Marks the PodAutoscaler not Ready for a child of `kind` named `name` it does not control
-/// (`MarkResourceNotOwned`), and refuses to go on.
-fn not_owned(pa: &mut PodAutoscaler, kind: &str, name: &str, now: Timestamp) -> ReconcileError {
-    let message = format!("There is an existing {kind} {name:?} that we do not own.");
-    pa.manage_conditions(now)
-        .mark_false("Ready", REASON_NOT_OWNED, &message);
-    ReconcileError::permanent(REASON_NOT_OWNED, message)
-}
-
-/// A failed API call, worth retrying.
-#[derive(Debug, thiserror::Error)]
-#[error("failed to {action} {kind} {name:?}: {source}")]
-struct ApiFailure {
-    action: &'static str,
-    kind: &'static str,
-    name: String,
-    source: kube::Error,
-}
-
-fn api_failure(
-    action: &'static str,
-    kind: &'static str,
-    name: &str,
-    source: kube::Error,
-) -> ReconcileError {
-    ReconcileError::transient(ApiFailure {
-        action,
-        kind,
-        name: name.to_owned(),
-        source,
-    })
 }

@@ -28,7 +28,6 @@
 //! ```
 
 pub(crate) mod names;
-pub(crate) mod owner;
 
 use std::collections::BTreeMap;
 
@@ -42,13 +41,13 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
-use self::owner::{controller_ref, is_controlled_by};
 use crate::apis::serving::{
     CONFIGURATION_GENERATION_LABEL_KEY, CONFIGURATION_LABEL_KEY, CREATOR_ANNOTATION,
     ROUTING_STATE_LABEL_KEY, ROUTING_STATE_MODIFIED_ANNOTATION_KEY, SERVICE_LABEL_KEY,
     UPDATER_ANNOTATION,
 };
 use crate::apis::{Configuration, Revision};
+use crate::reconciler::children::{controller_ref, is_controlled_by};
 use crate::reconciler::gc;
 use crate::reconciler::labeler::routing_state_modified;
 

@@ -2,6 +2,7 @@
 //! knative-core's generic driver.
 
 pub mod autoscaling;
+pub(crate) mod children;
 pub mod configuration;
 pub mod gc;
 pub mod labeler;

@@ -67,6 +67,7 @@ use crate::apis::serving::v1::{
     REVISION_CONDITION_CONTAINER_HEALTHY, REVISION_CONDITION_RESOURCES_AVAILABLE,
 };
 use crate::apis::{Defaults, PodAutoscaler, Revision, SetDefaults};
+use crate::reconciler::children::{api_failure, refuse_not_owned};
 
 pub use lifecycle::{
     REASON_DEPLOYING, REASON_NOT_OWNED, REASON_PROGRESS_DEADLINE_EXCEEDED, REASON_REVISION_READY,
@@ -216,7 +217,13 @@ impl RevisionReconciler {
             return Ok(created);
         };
         if !resources::is_controlled_by(&have.metadata, rev) {
-            return Err(not_owned(rev, "Deployment", &name, now));
+            return Err(refuse_not_owned(
+                rev,
+                REVISION_CONDITION_RESOURCES_AVAILABLE,
+                "Deployment",
+                &name,
+                now,
+            ));
         }
 
         let deployment = self
@@ -345,7 +352,13 @@ impl RevisionReconciler {
                 created
             }
             Some(pa) if !resources::is_controlled_by(&pa.metadata, rev) => {
-                return Err(not_owned(rev, "PodAutoscaler", &name, ctx.now()));
+                return Err(refuse_not_owned(
+                    rev,
+                    REVISION_CONDITION_RESOURCES_AVAILABLE,
+                    "PodAutoscaler",
+                    &name,
+                    ctx.now(),
+                ));
             }
             Some(pa) if pa.spec == want.spec => pa,
             Some(mut pa) => {
@@ -420,45 +433,4 @@ fn webhook_defaults(config: &Config, rev: &Revision) -> Defaults {
         max_scale_limit: config.autoscaler.max_scale_limit,
         ..Defaults::default()
     }
-}
-
-/// Marks the resources unavailable for a child of `kind` named `name` that the Revision does not
-/// control, and refuses to go on: retrying will not help until that object goes.
-fn not_owned(
-    rev: &mut Revision,
-    kind: &str,
-    name: &str,
-    now: k8s_openapi::jiff::Timestamp,
-) -> ReconcileError {
-    let message = lifecycle::not_owned_message(kind, name);
-    rev.manage_conditions(now).mark_false(
-        REVISION_CONDITION_RESOURCES_AVAILABLE,
-        REASON_NOT_OWNED,
-        &message,
-    );
-    ReconcileError::permanent(REASON_NOT_OWNED, message)
-}
-
-/// A failed API call on a child, worth retrying.
-#[derive(Debug, thiserror::Error)]
-#[error("failed to {action} {kind} {name:?}: {source}")]
-struct ApiFailure {
-    action: &'static str,
-    kind: &'static str,
-    name: String,
-    source: kube::Error,
-}
-
-fn api_failure(
-    action: &'static str,
-    kind: &'static str,
-    name: &str,
-    source: kube::Error,
-) -> ReconcileError {
-    ReconcileError::transient(ApiFailure {
-        action,
-        kind,
-        name: name.to_owned(),
-        source,
-    })
 }

@@ -68,7 +68,7 @@ use crate::apis::serving::v1::{
 };
 use crate::apis::serving::{ROLLOUT_DURATION_KEY, ROUTE_LABEL_KEY};
 use crate::apis::{Configuration, Ingress, Revision, Route, TrafficTarget};
-use crate::reconciler::configuration::owner::is_controlled_by;
+use crate::reconciler::children::is_controlled_by;
 use crate::reconciler::labeler;
 use crate::traffic::rollout::{ROLLOUT_ANNOTATION_KEY, Rollout};
 use crate::traffic::{self, DomainError, Snapshot, TargetKind, Visibility};

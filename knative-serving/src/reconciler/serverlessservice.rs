@@ -56,19 +56,18 @@ use crate::apis::networking::v1alpha1::{
     SERVERLESS_SERVICE_CONDITION_ACTIVATOR_ENDPOINTS_POPULATED,
     SERVERLESS_SERVICE_CONDITION_ENDPOINTS_POPULATED, ServerlessServiceOperationMode,
 };
+pub use crate::reconciler::children::REASON_NOT_OWNED;
+use crate::reconciler::children::{api_failure, is_controlled_by, refuse_not_owned};
 use resources::{
     PRIVATE_SERVICE_SUFFIX, SERVICE_TYPE_LABEL_KEY, Source, choose_source, filter_subset_ports,
-    is_controlled_by, make_private_service, make_public_endpoints, make_public_service,
-    private_service_name, public_service_name, ready_address_count, service_is_current,
-    subset_activators,
+    make_private_service, make_public_endpoints, make_public_service, private_service_name,
+    public_service_name, ready_address_count, service_is_current, subset_activators,
 };
 
 /// The namespace of the activator's Service unless told otherwise.
 pub const DEFAULT_SYSTEM_NAMESPACE: &str = "knative-serving";
 /// The activator's Service (and Endpoints) unless told otherwise.
 pub const DEFAULT_ACTIVATOR_SERVICE: &str = "activator-service";
-/// The reason of a child the ServerlessService does not control.
-pub const REASON_NOT_OWNED: &str = "NotOwned";
 /// The reason of public Endpoints without a ready address.
 pub const REASON_NO_HEALTHY_BACKENDS: &str = "NoHealthyBackends";
 
@@ -314,9 +313,13 @@ async fn reconcile_service(
             .create(&PostParams::default(), &want)
             .await
             .map_err(|e| api_failure("create", "Service", &name, e)),
-        Some(have) if !is_controlled_by(&have.metadata, sks) => {
-            Err(not_owned(sks, "Service", &name, now))
-        }
+        Some(have) if !is_controlled_by(&have.metadata, sks) => Err(refuse_not_owned(
+            sks,
+            SERVERLESS_SERVICE_CONDITION_ENDPOINTS_POPULATED,
+            "Service",
+            &name,
+            now,
+        )),
         Some(have) if service_is_current(&have, &want) => Ok(have),
         Some(mut have) => {
             let spec = have.spec.get_or_insert_with(Default::default);
@@ -351,9 +354,13 @@ async fn reconcile_endpoints(
             .create(&PostParams::default(), &want)
             .await
             .map_err(|e| api_failure("create", "Endpoints", &name, e)),
-        Some(have) if !is_controlled_by(&have.metadata, sks) => {
-            Err(not_owned(sks, "Endpoints", &name, now))
-        }
+        Some(have) if !is_controlled_by(&have.metadata, sks) => Err(refuse_not_owned(
+            sks,
+            SERVERLESS_SERVICE_CONDITION_ENDPOINTS_POPULATED,
+            "Endpoints",
+            &name,
+            now,
+        )),
         Some(have) if normalized(&have) == normalized(&want) => Ok(have),
         Some(mut have) => {
             have.subsets = want.subsets;
@@ -381,46 +388,6 @@ fn strip_empty(value: &mut serde_json::Value) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(strip_empty),
         _ => {}
     }
-}
-
-/// Marks the ServerlessService not Ready for a child it does not control, and refuses to go on.
-fn not_owned(
-    sks: &mut ServerlessService,
-    kind: &str,
-    name: &str,
-    now: Timestamp,
-) -> ReconcileError {
-    let message = format!("There is an existing {kind} {name:?} that we do not own.");
-    sks.manage_conditions(now).mark_false(
-        SERVERLESS_SERVICE_CONDITION_ENDPOINTS_POPULATED,
-        REASON_NOT_OWNED,
-        &message,
-    );
-    ReconcileError::permanent(REASON_NOT_OWNED, message)
-}
-
-/// A failed API call, worth retrying.
-#[derive(Debug, thiserror::Error)]
-#[error("failed to {action} {kind} {name:?}: {source}")]
-struct ApiFailure {
-    action: &'static str,
-    kind: &'static str,
-    name: String,
-    source: kube::Error,
-}
-
-fn api_failure(
-    action: &'static str,
-    kind: &'static str,
-    name: &str,
-    source: kube::Error,
-) -> ReconcileError {
-    ReconcileError::transient(ApiFailure {
-        action,
-        kind,
-        name: name.to_owned(),
-        source,
-    })
 }
 
 #[cfg(test)]

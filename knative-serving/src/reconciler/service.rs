@@ -47,7 +47,7 @@ use crate::apis::serving::{
     CONFIGURATION_GENERATION_LABEL_KEY, ROUTES_ANNOTATION_KEY, SERVICE_LABEL_KEY,
 };
 use crate::apis::{Configuration, Revision, Route, RouteSpec, Service, TrafficTarget};
-use crate::reconciler::configuration::owner::{controller_ref, is_controlled_by};
+use crate::reconciler::children::{controller_ref, is_controlled_by};
 use crate::reconciler::labeler;
 use crate::reconciler::route::resources::LAST_APPLIED_CONFIG_ANNOTATION;
 
@@ -276,7 +276,7 @@ where
     let mut desired = desired;
     from_existing(&existing, &mut desired);
     if !is_controlled_by(existing.meta(), &*service) {
-        let message = format!("There is an existing {kind} {name:?} that we do not own.");
+        let message = crate::reconciler::children::not_owned_message(&kind, &name);
         service
             .manage_conditions(ctx.now())
             .mark_false(condition, "NotOwned", &message);

@@ -20,7 +20,7 @@ use crate::apis::{PodAutoscalerStatus, Revision};
 pub const REASON_DEPLOYING: &str = "Deploying";
 /// Reason: an object of the name of one of the Revision's children exists but is not the
 /// Revision's.
-pub const REASON_NOT_OWNED: &str = "NotOwned";
+pub use crate::reconciler::children::REASON_NOT_OWNED;
 /// Reason: the Revision's pods did not become available in time.
 pub const REASON_PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 /// The Event the Revision gets when it becomes Ready.
@@ -30,11 +30,6 @@ pub const REASON_REVISION_READY: &str = "RevisionReady";
 const PA_REASON_TIMED_OUT: &str = "TimedOut";
 const DEPLOYMENT_PROGRESSING: &str = "Progressing";
 const DEPLOYMENT_REPLICA_SET_READY: &str = "ReplicaSetReady";
-
-/// `ResourceNotOwnedMessage`.
-pub(crate) fn not_owned_message(kind: &str, name: &str) -> String {
-    format!("There is an existing {kind} {name:?} that we do not own.")
-}
 
 /// Whether the Revision is Ready for its current generation (`Revision.IsReady`).
 pub(crate) fn is_ready(rev: &Revision) -> bool {

@@ -17,7 +17,7 @@ use crate::apis::networking::v1alpha1::{
 use crate::apis::networking::{INGRESS_CLASS_ANNOTATION_KEY, ProtocolType};
 use crate::apis::serving::ROUTE_LABEL_KEY;
 use crate::apis::{Ingress, Route};
-use crate::reconciler::configuration::owner::controller_ref;
+use crate::reconciler::children::controller_ref;
 use crate::traffic::rollout::{ConfigurationRollout, ROLLOUT_ANNOTATION_KEY, Rollout};
 use crate::traffic::{self, DomainError, RevisionTarget, Visibility};
 

@@ -8,13 +8,14 @@ use std::hash::{Hash, Hasher};
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use crate::apis::ServerlessService;
 use crate::apis::networking::ProtocolType;
 use crate::apis::networking::v1alpha1::ServerlessServiceOperationMode;
+use crate::reconciler::children::controller_ref;
 use crate::reconciler::revision::resources::{
     AUTOSCALING_QUEUE_METRICS_PORT, QUEUE_ADMIN_PORT, QUEUE_HTTP_PORT, QUEUE_HTTP2_PORT,
     USER_QUEUE_METRICS_PORT,
@@ -79,31 +80,6 @@ fn port(name: &str, number: i32) -> ServicePort {
         target_port: Some(IntOrString::Int(number)),
         ..ServicePort::default()
     }
-}
-
-/// The controller reference a ServerlessService's children carry.
-pub fn controller_ref(sks: &ServerlessService) -> OwnerReference {
-    let mut owner = sks
-        .controller_owner_ref(&())
-        .unwrap_or_else(|| OwnerReference {
-            api_version: ServerlessService::api_version(&()).into_owned(),
-            kind: ServerlessService::kind(&()).into_owned(),
-            name: sks.name_any(),
-            uid: sks.uid().unwrap_or_default(),
-            ..OwnerReference::default()
-        });
-    owner.controller = Some(true);
-    owner.block_owner_deletion = Some(true);
-    owner
-}
-
-/// Whether `meta` is controlled by `sks`.
-pub fn is_controlled_by(meta: &ObjectMeta, sks: &ServerlessService) -> bool {
-    let uid = sks.uid().unwrap_or_default();
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
 fn child_meta(sks: &ServerlessService, name: String, service_type: &str) -> ObjectMeta {
@@ -394,7 +370,7 @@ mod tests {
         assert_eq!(service.metadata.name.as_deref(), Some("hello-00001"));
         assert_eq!(service.labels()[SERVICE_TYPE_LABEL_KEY], "Public");
         assert!(service.spec.as_ref().unwrap().selector.is_none());
-        assert!(is_controlled_by(
+        assert!(crate::reconciler::children::is_controlled_by(
             &service.metadata,
             &sks(ProtocolType::Http1)
         ));
