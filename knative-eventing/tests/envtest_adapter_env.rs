@@ -9,9 +9,8 @@ use std::time::Duration;
 use cloudevents::AttributesReader;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knative_core::reconciler::{Driver, DriverOptions};
-use knative_core::testing::envtest::{TestNamespace, client};
+use knative_core::testing::envtest::{TestNamespace, client, install_crds};
 use knative_eventing::apis::{ApiServerSource, PingSource};
 use knative_eventing::delivery::Dispatcher;
 use knative_eventing::delivery::recorder::{Behaviour, Recorder};
@@ -20,9 +19,8 @@ use knative_eventing::reconciler::sources::{
 };
 use knative_eventing::sources::apiserver::ApiServerAdapter;
 use knative_eventing::sources::ping::{PING_EVENT_TYPE, PingAdapter};
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
@@ -30,19 +28,12 @@ async fn setup() -> Client {
     static CRDS: OnceCell<()> = OnceCell::const_new();
     let client = client().await;
     CRDS.get_or_init(|| async {
-        let api = Api::<CustomResourceDefinition>::all(client.clone());
-        let params = PatchParams::apply("knative-eventing-envtest").force();
-        for crd in knative_eventing::crds() {
-            api.patch(&crd.name_any(), &params, &Patch::Apply(&crd))
-                .await
-                .unwrap_or_else(|e| panic!("install {}: {e}", crd.name_any()));
-            let name = crd.name_any();
-            let established = await_condition(api.clone(), &name, conditions::is_crd_established());
-            tokio::time::timeout(Duration::from_secs(30), established)
-                .await
-                .expect("CRD established in 30 s")
-                .unwrap();
-        }
+        install_crds(
+            &client,
+            "knative-eventing-envtest",
+            &knative_eventing::crds(),
+        )
+        .await;
     })
     .await;
     client

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudevents::{AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV10};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knative_core::apis::{ConditionStatus, KnativeObject, KnativeStatus};
 use knative_core::reconciler::{Driver, DriverOptions, Reconciler};
-use knative_core::testing::envtest::{TestNamespace, client};
+use knative_core::testing::envtest::{TestNamespace, client, install_crds};
 use knative_eventing::apis::{InMemoryChannel, Parallel, Sequence, Subscription};
 use knative_eventing::channel::imc_dispatcher::ImcDispatcher;
 use knative_eventing::delivery::recorder::{Behaviour, Recorder};
@@ -20,10 +19,9 @@ use knative_eventing::reconciler::channel::{ChannelDispatcher, InMemoryChannelRe
 use knative_eventing::reconciler::flows::{ParallelReconciler, SequenceReconciler};
 use knative_eventing::reconciler::owns;
 use knative_eventing::reconciler::subscription::SubscriptionReconciler;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::Controller;
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
@@ -32,19 +30,12 @@ async fn setup() -> Client {
     static CRDS: OnceCell<()> = OnceCell::const_new();
     let client = client().await;
     CRDS.get_or_init(|| async {
-        let api = Api::<CustomResourceDefinition>::all(client.clone());
-        let params = PatchParams::apply("knative-eventing-envtest").force();
-        for crd in knative_eventing::crds() {
-            let name = crd.name_any();
-            api.patch(&name, &params, &Patch::Apply(&crd))
-                .await
-                .unwrap_or_else(|e| panic!("install {name}: {e}"));
-            let established = await_condition(api.clone(), &name, conditions::is_crd_established());
-            tokio::time::timeout(Duration::from_secs(30), established)
-                .await
-                .expect("CRD established in 30 s")
-                .unwrap();
-        }
+        install_crds(
+            &client,
+            "knative-eventing-envtest",
+            &knative_eventing::crds(),
+        )
+        .await;
     })
     .await;
     client

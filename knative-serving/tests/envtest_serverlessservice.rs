@@ -2,19 +2,14 @@
 //! the test plays the endpoints controller (envtest's kube-controller-manager runs none) by
 //! writing the private Endpoints, and the activator's Endpoints live in the test's namespace.
 
-use std::future::Future;
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knative_core::reconciler::{Driver, DriverOptions};
-use knative_core::testing::envtest::{TestNamespace, client};
+use knative_core::testing::envtest::{TestNamespace, client, eventually, install_crds};
 use knative_serving::apis::ServerlessService;
 use knative_serving::apis::networking::v1alpha1::ServerlessServiceOperationMode;
 use knative_serving::reconciler::serverlessservice::ServerlessServiceReconciler;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::OnceCell;
@@ -28,24 +23,7 @@ async fn setup() -> Client {
     static CRDS: OnceCell<()> = OnceCell::const_new();
     let client = client().await;
     CRDS.get_or_init(|| async {
-        let api = Api::<CustomResourceDefinition>::all(client.clone());
-        let params = PatchParams::apply("knative-envtest").force();
-        for crd in &knative_serving::crds() {
-            api.patch(&crd.name_any(), &params, &Patch::Apply(crd))
-                .await
-                .unwrap_or_else(|e| panic!("install {}: {e}", crd.name_any()));
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                await_condition(
-                    api.clone(),
-                    &crd.name_any(),
-                    conditions::is_crd_established(),
-                ),
-            )
-            .await
-            .expect("CRD established in 30 s")
-            .unwrap();
-        }
+        install_crds(&client, "knative-envtest", &knative_serving::crds()).await;
     })
     .await;
     client
@@ -156,24 +134,6 @@ fn queue_proxy_ports() -> serde_json::Value {
         {"name": "http-autometric", "port": 9090, "protocol": "TCP"},
         {"name": "http-queueadm", "port": 8022, "protocol": "TCP"},
     ])
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The public Endpoints' ready `ip:port`s, sorted.

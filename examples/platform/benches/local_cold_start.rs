@@ -18,9 +18,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Platform, free_port, get, hello_binary, hello_children, hello_service};
-
-const FAST_AUTOSCALER: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-autoscaler\n  namespace: knative-serving\ndata:\n  stable-window: \"6s\"\n  scale-to-zero-grace-period: \"6s\"\n";
+use common::{
+    FAST_AUTOSCALER, Platform, free_port, get, hello_binary, hello_children, hello_service,
+};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, get, hello_binary};
 use k8s_openapi::api::core::v1::Pod;
-use knative_core::testing::envtest::{TestNamespace, client};
+use knative_core::testing::envtest::{TestNamespace, client, eventually_within};
 use knative_serving::apis::Service;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
@@ -61,30 +61,27 @@ async fn a_local_service_runs_as_a_process_against_a_real_api_server() {
     .unwrap();
     // The CRDs are installed by knative local: retry until it did.
     let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Err(e) = services
-        .patch(
-            "hello",
-            &PatchParams::apply("envtest-local").force(),
-            &Patch::Apply(&service),
-        )
-        .await
-    {
-        assert!(
-            Instant::now() < deadline,
-            "cannot apply the Service: {e}\n{}",
+    let params = PatchParams::apply("envtest-local").force();
+    let applied = eventually_within(Duration::from_secs(60), async || {
+        services
+            .patch("hello", &params, &Patch::Apply(&service))
+            .await
+            .ok()
+    })
+    .await;
+    if applied.is_none() {
+        let status = stop(&mut platform);
+        panic!(
+            "cannot apply the Service in 60 s ({status})\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let ip = loop {
-        let ready_ip = pods
-            .list(&ListParams::default().labels("serving.knative.dev/revision=hello-00001"))
+    let ready_ip = eventually_within(Duration::from_secs(90), async || {
+        pods.list(&ListParams::default().labels("serving.knative.dev/revision=hello-00001"))
             .await
-            .unwrap()
+            .ok()?
             .items
             .into_iter()
             .filter_map(|p| p.status)
@@ -94,18 +91,15 @@ async fn a_local_service_runs_as_a_process_against_a_real_api_server() {
                     .flatten()
                     .any(|c| c.type_ == "Ready" && c.status == "True")
             })
-            .and_then(|s| s.pod_ip);
-        if let Some(ip) = ready_ip {
-            break ip;
-        }
-        if Instant::now() > deadline {
-            let status = stop(&mut platform);
-            panic!(
-                "no ready Pod after 90 s ({status})\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            .and_then(|s| s.pod_ip)
+    })
+    .await;
+    let Some(ip) = ready_ip else {
+        let status = stop(&mut platform);
+        panic!(
+            "no ready Pod after 90 s ({status})\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     };
     assert_eq!(
         get(&format!("{ip}:8012"), "hello.example.com"),

@@ -11,41 +11,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Platform, alive, hello_children, hello_service};
+use common::{FAST_AUTOSCALER, Platform, alive, children_named, hello_children, hello_service};
 use knative_serving::apis::{Configuration, Revision, Route, Service};
 use kube::ResourceExt;
 use kube::api::Api;
 
 /// One platform at a time (they share Pod addresses).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Knative's shortest windows, so that an idle revision goes to zero within seconds; zero
-/// initial scale allowed.
-const FAST_AUTOSCALER: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-autoscaler\n  namespace: knative-serving\ndata:\n  stable-window: \"6s\"\n  scale-to-zero-grace-period: \"6s\"\n  allow-zero-initial-scale: \"true\"\n";
-
-async fn eventually<T, F, Fut>(
-    platform: &Platform,
-    what: &str,
-    patience: Duration,
-    mut check: F,
-) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {patience:?} waiting for {what}\n{}",
-            platform.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_answers_at_its_url_through_the_gateway() {
@@ -72,16 +44,12 @@ async fn an_idle_service_scales_to_zero_and_wakes_on_the_next_request() {
     assert_eq!(platform.get(&host).0, 200);
 
     let pid = platform.child.id();
-    eventually(
-        &platform,
-        "the revision at zero",
-        Duration::from_secs(60),
-        || async {
+    platform
+        .eventually("the revision at zero", Duration::from_secs(60), || async {
             (platform.pods("hello-00001").await.is_empty() && hello_children(pid).is_empty())
                 .then_some(())
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(
         platform.get(&host),
         (200, "Hello World!\n".to_owned()),
@@ -139,20 +107,20 @@ async fn a_fifty_fifty_split_between_two_revisions_shows_over_a_thousand_request
     );
     platform.apply(&split);
     let services: Api<Service> = Api::namespaced(platform.client().await, "default");
-    eventually(
-        &platform,
-        "traffic on two revisions",
-        Duration::from_secs(60),
-        || async {
-            let status = services.get("hello").await.ok()?.status?;
-            let ready = status
-                .status
-                .get_condition("Ready")
-                .is_some_and(|c| c.is_true());
-            (ready && status.route.traffic.len() == 2).then_some(())
-        },
-    )
-    .await;
+    platform
+        .eventually(
+            "traffic on two revisions",
+            Duration::from_secs(60),
+            || async {
+                let status = services.get("hello").await.ok()?.status?;
+                let ready = status
+                    .status
+                    .get_condition("Ready")
+                    .is_some_and(|c| c.is_true());
+                (ready && status.route.traffic.len() == 2).then_some(())
+            },
+        )
+        .await;
     let host = platform.wait_ready("hello").await;
 
     let mut answers = BTreeMap::<String, usize>::new();
@@ -190,16 +158,17 @@ async fn a_killed_function_process_is_replaced_and_traffic_recovers() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    eventually(
-        &platform,
-        "a new process answering",
-        Duration::from_secs(60),
-        || async {
-            let replaced = hello_children(pid).iter().any(|p| *p != victims[0]);
-            (replaced && platform.get(&host) == (200, "Hello World!\n".to_owned())).then_some(())
-        },
-    )
-    .await;
+    platform
+        .eventually(
+            "a new process answering",
+            Duration::from_secs(60),
+            || async {
+                let replaced = hello_children(pid).iter().any(|p| *p != victims[0]);
+                (replaced && platform.get(&host) == (200, "Hello World!\n".to_owned()))
+                    .then_some(())
+            },
+        )
+        .await;
     assert!(!alive(victims[0]));
 }
 
@@ -246,13 +215,13 @@ async fn a_restarted_platform_keeps_every_object_and_serves_again() {
         "the same objects after the restart"
     );
     assert_eq!(platform.wait_ready("hello").await, host);
-    eventually(
-        &platform,
-        "the service answering again",
-        Duration::from_secs(60),
-        || async { (platform.get(&host) == (200, "Hello World!\n".to_owned())).then_some(()) },
-    )
-    .await;
+    platform
+        .eventually(
+            "the service answering again",
+            Duration::from_secs(60),
+            || async { (platform.get(&host) == (200, "Hello World!\n".to_owned())).then_some(()) },
+        )
+        .await;
     let revisions: Api<Revision> = Api::namespaced(platform.client().await, "default");
     assert_eq!(
         revisions
@@ -307,31 +276,6 @@ async fn a_gateway_address_in_use_stops_the_platform_with_an_error() {
     );
 }
 
-/// The processes named `knative` whose parent is `parent`.
-fn knative_children(parent: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((comm, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        let ppid: u32 = rest
-            .split(' ')
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if comm.ends_with("(knative") && ppid == parent {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_platform_takes_its_controller_activator_and_gateway_with_it() {
     let _serial = SERIAL.lock().await;
@@ -339,7 +283,7 @@ async fn a_killed_platform_takes_its_controller_activator_and_gateway_with_it() 
     let pid = platform.child.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     let children = loop {
-        let children = knative_children(pid);
+        let children = children_named(pid, "knative");
         if children.len() == 3 {
             break children;
         }

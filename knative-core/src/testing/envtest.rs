@@ -5,10 +5,13 @@
 //! to start one.
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config, ResourceExt};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 const HOW_TO: &str = "integration tests need a real API server: run `scripts/test.sh`, or \
      `export KUBECONFIG=$(scripts/envtest.sh up)` before `cargo test`";
@@ -84,5 +87,62 @@ impl TestNamespace {
         let _ = Api::<Namespace>::all(self.client.clone())
             .delete(&self.name, &DeleteParams::default())
             .await;
+    }
+}
+
+/// Applies `crds` (server-side, as `field_manager`) and waits until each is established, so
+/// that the kinds are served when this returns.
+///
+/// # Panics
+/// When a CRD is refused or not established within 30 s.
+pub async fn install_crds(client: &Client, field_manager: &str, crds: &[CustomResourceDefinition]) {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let params = PatchParams::apply(field_manager).force();
+    for crd in crds {
+        let name = crd.name_any();
+        api.patch(&name, &params, &Patch::Apply(crd))
+            .await
+            .unwrap_or_else(|e| panic!("cannot install the CRD {name}: {e}"));
+    }
+    for crd in crds {
+        let name = crd.name_any();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(api.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the CRD {name} is not established after 30 s"))
+        .unwrap_or_else(|e| panic!("watching the CRD {name}: {e}"));
+    }
+}
+
+/// How long [`eventually`] waits.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `probe` every 100 ms until it yields a value, for at most [`PATIENCE`].
+///
+/// # Panics
+/// When `probe` yields nothing in time; the message names `what` was awaited.
+pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
+    eventually_within(PATIENCE, probe)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {PATIENCE:?} waiting for {what}"))
+}
+
+/// Polls `probe` every 100 ms until it yields a value, for at most `patience`; `None` when it
+/// never did (for a caller that adds its own diagnostics to the failure).
+pub async fn eventually_within<T>(
+    patience: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

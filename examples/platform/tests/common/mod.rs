@@ -33,6 +33,10 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Knative's shortest autoscaling windows (6 s + 6 s), and zero initial scale allowed:
+/// `examples/manifests/config-autoscaler-fast.yaml`.
+pub const FAST_AUTOSCALER: &str = include_str!("../../../manifests/config-autoscaler-fast.yaml");
+
 /// A running `knative local` with its own data directory and gateway port.
 pub struct Platform {
     /// The `knative local` process.
@@ -180,6 +184,24 @@ impl Platform {
         }
     }
 
+    /// Polls `probe` every 100 ms until it yields a value; fails after `patience` with the
+    /// platform's log.
+    pub async fn eventually<T>(
+        &self,
+        what: &str,
+        patience: Duration,
+        probe: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        knative_core::testing::envtest::eventually_within(patience, probe)
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "timed out after {patience:?} waiting for {what}\n{}",
+                    self.log()
+                )
+            })
+    }
+
     /// The running Pods of `revision`.
     pub async fn pods(&self, revision: &str) -> Vec<Pod> {
         let pods: Api<Pod> = Api::namespaced(self.client().await, "default");
@@ -224,8 +246,8 @@ impl Drop for Platform {
     }
 }
 
-/// The `hello` processes whose parent is `parent`.
-pub fn hello_children(parent: u32) -> Vec<u32> {
+/// The processes named `name` whose parent is `parent` (zombies excluded).
+pub fn children_named(parent: u32, name: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -243,11 +265,17 @@ pub fn hello_children(parent: u32) -> Vec<u32> {
             .nth(1)
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        if comm.ends_with("(hello") && ppid == parent && !rest.starts_with('Z') {
+        let named = comm.split_once('(').is_some_and(|(_, c)| c == name);
+        if named && ppid == parent && !rest.starts_with('Z') {
             pids.push(pid);
         }
     }
     pids
+}
+
+/// The `hello` processes whose parent is `parent`.
+pub fn hello_children(parent: u32) -> Vec<u32> {
+    children_named(parent, "hello")
 }
 
 /// Whether `pid` runs (and is not a zombie).
