@@ -32,8 +32,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knative_serving::apis::{Configuration, Ingress, PodAutoscaler, Revision, Route, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::wait::{await_condition, conditions};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -91,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         .spawn()?;
     let pid = controller.id();
     let autoscaler = tokio::spawn(play_autoscaler(client.clone(), ns.clone()));
+    let counts = ChildCounts::start(&client, &ns);
     let start = Instant::now();
     stream::iter(0..n)
         .map(|i| {
@@ -106,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let created = start.elapsed();
     loop {
-        let missing = missing_children(&client, &ns, n).await?;
+        let missing = counts.missing(n);
         if missing.values().all(|m| *m == 0) {
             break;
         }
@@ -125,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         100.0 * rate / bare_rate
     );
     autoscaler.abort();
+    drop(counts);
 
     // 3. Idle.
     tokio::time::sleep(Duration::from_secs(5)).await; // let the last status writes land
@@ -310,52 +313,65 @@ where
     Ok(())
 }
 
-/// How many Services of `svc-0..n` lack each kind of child.
-async fn missing_children(
-    client: &Client,
-    ns: &str,
-    n: usize,
-) -> anyhow::Result<BTreeMap<&'static str, usize>> {
-    let mut missing = BTreeMap::new();
-    missing.insert(
-        "configurations",
-        n.saturating_sub(count::<Configuration>(client, ns).await?),
-    );
-    missing.insert(
-        "routes",
-        n.saturating_sub(count::<Route>(client, ns).await?),
-    );
-    missing.insert(
-        "revisions",
-        n.saturating_sub(count::<Revision>(client, ns).await?),
-    );
-    missing.insert(
-        "deployments",
-        n.saturating_sub(count::<Deployment>(client, ns).await?),
-    );
-    missing.insert(
-        "podautoscalers",
-        n.saturating_sub(count::<PodAutoscaler>(client, ns).await?),
-    );
-    missing.insert(
-        "ingresses",
-        n.saturating_sub(count::<Ingress>(client, ns).await?),
-    );
-    Ok(missing)
+/// Live counts of the objects of each kind of child in a namespace, kept by metadata-only
+/// watches: polling full lists of thousands of objects several times a second loads the API
+/// server the bench measures (an earlier version did, and the server answered with 504s).
+struct ChildCounts {
+    stores: Vec<(&'static str, Box<dyn Fn() -> usize + Send + Sync>)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn count<K>(client: &Client, ns: &str) -> anyhow::Result<usize>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    Ok(Api::<K>::namespaced(client.clone(), ns)
-        .list_metadata(&ListParams::default())
-        .await?
-        .items
-        .len())
+impl ChildCounts {
+    fn start(client: &Client, ns: &str) -> Self {
+        let mut counts = ChildCounts {
+            stores: Vec::new(),
+            tasks: Vec::new(),
+        };
+        counts.watch::<Configuration>("configurations", client, ns);
+        counts.watch::<Route>("routes", client, ns);
+        counts.watch::<Revision>("revisions", client, ns);
+        counts.watch::<Deployment>("deployments", client, ns);
+        counts.watch::<PodAutoscaler>("podautoscalers", client, ns);
+        counts.watch::<Ingress>("ingresses", client, ns);
+        counts
+    }
+
+    fn watch<K>(&mut self, kind: &'static str, client: &Client, ns: &str)
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        // `Api<PartialObjectMeta<K>>` lists and watches metadata only.
+        let api: Api<PartialObjectMeta<K>> = Api::namespaced(client.clone(), ns);
+        let (reader, writer) = reflector::store::<PartialObjectMeta<K>>();
+        let stream = reflector(writer, watcher(api, watcher::Config::default()));
+        self.tasks.push(tokio::spawn(async move {
+            stream.for_each(|_| async {}).await;
+        }));
+        self.stores
+            .push((kind, Box::new(move || reader.state().len())));
+    }
+
+    /// How many Services of `n` lack each kind of child.
+    fn missing(&self, n: usize) -> BTreeMap<&'static str, usize> {
+        self.stores
+            .iter()
+            .map(|(kind, len)| (*kind, n.saturating_sub(len())))
+            .collect()
+    }
+}
+
+impl Drop for ChildCounts {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// The autoscaler's part (there are no pods to scale on this server): every PodAutoscaler in

@@ -135,7 +135,10 @@ impl QueueProxy {
             reporter,
             last_report: Arc::new(Mutex::new(StatsReport::default())),
             drainer: Drainer::new(config.drain_quiet_period),
-            readiness: Readiness::new(config.readiness_probes.clone()),
+            readiness: match config.readiness_first_retry {
+                Some(first) => Readiness::with_first_retry(config.readiness_probes.clone(), first),
+                None => Readiness::new(config.readiness_probes.clone()),
+            },
             forwarder,
             breaker: BreakerLayer::for_container_concurrency(config.container_concurrency),
             terminating: Arc::new(AtomicBool::new(false)),

@@ -65,6 +65,10 @@ pub struct QueueConfig {
     pub timeouts: Timeouts,
     /// `SERVING_READINESS_PROBE`: how to tell that the user container is ready.
     pub readiness_probes: Vec<ReadinessProbe>,
+    /// When aggressive readiness probes (`periodSeconds: 0`) are first retried; later retries
+    /// double the delay up to Knative's 50 ms. `None` (the default) is Knative's schedule,
+    /// every 50 ms. See [`Readiness::with_first_retry`](crate::dataplane::probe::Readiness::with_first_retry).
+    pub readiness_first_retry: Option<Duration>,
     /// How long to keep serving without requests after SIGTERM before stopping.
     pub drain_quiet_period: Duration,
     /// How often concurrency is averaged and reported to the autoscaler.
@@ -122,6 +126,7 @@ impl QueueConfig {
             },
             readiness_probes: vec![ReadinessProbe::default_for(user_port)],
             drain_quiet_period: DEFAULT_DRAIN_QUIET_PERIOD,
+            readiness_first_retry: None,
             stats_period: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
