@@ -313,11 +313,14 @@ where
     Ok(())
 }
 
+/// Reads how many objects one reflector store holds.
+type StoreLen = Box<dyn Fn() -> usize + Send + Sync>;
+
 /// Live counts of the objects of each kind of child in a namespace, kept by metadata-only
 /// watches: polling full lists of thousands of objects several times a second loads the API
 /// server the bench measures (an earlier version did, and the server answered with 504s).
 struct ChildCounts {
-    stores: Vec<(&'static str, Box<dyn Fn() -> usize + Send + Sync>)>,
+    stores: Vec<(&'static str, StoreLen)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
