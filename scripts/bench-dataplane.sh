@@ -9,14 +9,19 @@
 # Every case runs `wrk -t1 -d$DURATION --latency` at each connection count; cases are
 # interleaved (direct, qp-cc0, qp-cc10, ... then again) and repeated $REPS times; the table
 # shows medians. RSS is the proxy's peak VmRSS sampled while wrk drives it (VmRSS counts the
-# pages of the shared, read-only `knative` executable it touched; "anon" is its private memory).
+# pages of the shared, read-only executable it touched; "anon" is its private memory).
+#
+# The queue-proxies run as the lean binary `knative-queue-proxy` (what a Revision Pod runs);
+# QP_CMD="$ROOT/target/release/knative queue-proxy" measures the multi-purpose binary instead.
 #
 # Needs: wrk and nginx (Debian packages; installed with apt-get when missing), a release build:
-#   cargo build --release -p knative-platform
+#   cargo build --release -p knative-platform -p knative-queue-proxy
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${KNATIVE_BIN:-$ROOT/target/release/knative}
+# The queue-proxy command (split on spaces): the lean binary unless told otherwise.
+QP_CMD=${QP_CMD:-$ROOT/target/release/knative-queue-proxy}
 DURATION=${DURATION:-10s}
 REPS=${REPS:-3}
 CONNS=${CONNS:-"1 16"}
@@ -34,6 +39,7 @@ need wrk wrk
 need nginx nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$BIN" ] || { echo "no $BIN: run cargo build --release -p knative-platform" >&2; exit 1; }
+qp_exe=${QP_CMD%% *}; [ -x "$qp_exe" ] || { echo "no $qp_exe: run cargo build --release -p knative-queue-proxy" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/bench-dataplane.XXXXXX)
 PIDS=()
@@ -88,7 +94,7 @@ start_qp() { # cc port admin stats user
     SERVING_NAMESPACE=default SERVING_CONFIGURATION=hello SERVING_REVISION=hello-00001 \
     SERVING_POD="bench-qp-cc$1" USER_PORT=$UPSTREAM CONTAINER_CONCURRENCY=$1 \
     QUEUE_SERVING_PORT=$2 RUST_LOG=warn \
-        "$BIN" queue-proxy --listen-address 127.0.0.1 --admin-port "$3" --metrics-port "$4" \
+        $QP_CMD --listen-address 127.0.0.1 --admin-port "$3" --metrics-port "$4" \
         --user-metrics-port "$5" --drain-quiet-period-seconds 0 --worker-threads "$QP_THREADS" \
         >"$WORK/qp-cc$1.log" 2>&1 &
     STARTED=$!

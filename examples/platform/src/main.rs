@@ -16,7 +16,6 @@ mod crds;
 mod eventing;
 mod gateway;
 mod local;
-mod queue_proxy;
 mod validate;
 mod webhook;
 
@@ -83,7 +82,7 @@ enum Command {
     /// Run the Serving reconcilers.
     Controller(controller::Args),
     /// The queue-proxy sidecar: concurrency breaker, stats and probes in front of a user container.
-    QueueProxy(queue_proxy::Args),
+    QueueProxy(knative_queue_proxy::Args),
     /// The activator: buffers requests for revisions at zero, then throttles to capacity.
     Activator(activator::Args),
     /// The gateway: routes requests as the cluster's Ingresses say.
@@ -119,7 +118,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Autoscaler(args) => autoscaler::run(args),
         Command::Controller(args) => controller::run(args),
-        Command::QueueProxy(args) => queue_proxy::run(args),
+        Command::QueueProxy(args) => knative_queue_proxy::run(args),
         Command::Activator(args) => activator::run(args),
         Command::Gateway(args) => gateway::run(args),
         Command::Build(args) => build::run(args),

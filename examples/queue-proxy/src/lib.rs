@@ -1,4 +1,5 @@
-//! `knative queue-proxy`: Knative's sidecar in front of a user container.
+//! Knative's queue-proxy sidecar in front of a user container, as run by `knative queue-proxy`
+//! and by the lean binary `knative-queue-proxy` of this crate (the same [`Args`] and [`run`]).
 //!
 //! Configured as Knative configures its own, through `SERVING_*`, `CONTAINER_CONCURRENCY`,
 //! `QUEUE_SERVING_PORT`, `USER_PORT`, `REVISION_*_SECONDS` and `SERVING_READINESS_PROBE`; every
@@ -12,7 +13,7 @@ use std::time::Duration;
 use knative_serving::dataplane::proxy::UpstreamProtocol;
 use knative_serving::dataplane::queue::{QueueConfig, QueueProxy};
 
-/// Arguments of `knative queue-proxy`.
+/// Arguments of `knative queue-proxy` and `knative-queue-proxy`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The Revision's namespace.
@@ -123,7 +124,7 @@ impl Args {
     }
 }
 
-/// Runs `knative queue-proxy` until SIGTERM or Ctrl-C, then drains.
+/// Runs the queue-proxy until SIGTERM or Ctrl-C, then drains.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     let runtime = if args.worker_threads <= 1 {
