@@ -9,6 +9,11 @@
 //!    windows: 6 s stable window, 6 s grace period), then one `GET /` through the gateway, which
 //!    the activator holds until the new process is ready.
 //!
+//! Each cold try also records, from watches on the API server, when each step of the cold path
+//! became visible (the PodAutoscaler asking for a Pod, the Deployment scaled up, the Pod
+//! created, its process started and ready, the Endpoints listing it), so that the time the
+//! platform adds can be told apart step by step.
+//!
 //! Run: `cargo build --release -p hello && cargo bench -p knative-platform --bench local_cold_start`
 //! (`TRIES=N` for another number of tries than 20).
 
@@ -16,7 +21,16 @@
 mod common;
 
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Pod};
+use knative_serving::apis::PodAutoscaler;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
 
 use common::{
     FAST_AUTOSCALER, Platform, free_port, get, hello_binary, hello_children, hello_service,
@@ -39,6 +53,87 @@ fn report(what: &str, mut samples: Vec<Duration>) -> Duration {
         samples[samples.len() - 1].as_secs_f64() * 1e3,
     );
     p50
+}
+
+/// The steps of the cold path, in order, as watches on the API server see them.
+const STEPS: [&str; 6] = [
+    "PodAutoscaler desiredScale >= 1",
+    "Deployment replicas >= 1",
+    "Pod created",
+    "Pod Ready",
+    "Endpoints list an address",
+    "response",
+];
+
+/// When each step of [`STEPS`] (but the response) was last seen becoming true.
+type Timeline = Arc<Mutex<Vec<Option<Instant>>>>;
+
+/// Watches objects of one kind in `default` and marks `step` in the timeline whenever `seen`
+/// holds for one of them and did not before.
+fn watch_step<K>(
+    runtime: &tokio::runtime::Runtime,
+    client: kube::Client,
+    timeline: Timeline,
+    step: usize,
+    seen: fn(&K) -> bool,
+) where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    runtime.spawn(async move {
+        let api: Api<K> = Api::namespaced(client, "default");
+        let mut events = watcher(api, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        let mut held = false;
+        while let Some(Ok(object)) = events.next().await {
+            let now = seen(&object);
+            if now && !held {
+                timeline.lock().unwrap()[step] = Some(Instant::now());
+            }
+            held = now;
+        }
+    });
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn start_timeline(runtime: &tokio::runtime::Runtime, client: kube::Client) -> Timeline {
+    let timeline: Timeline = Arc::new(Mutex::new(vec![None; STEPS.len()]));
+    watch_step::<PodAutoscaler>(runtime, client.clone(), timeline.clone(), 0, |pa| {
+        pa.status
+            .as_ref()
+            .and_then(|s| s.desired_scale)
+            .is_some_and(|d| d >= 1)
+    });
+    watch_step::<Deployment>(runtime, client.clone(), timeline.clone(), 1, |d| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .is_some_and(|r| r >= 1)
+    });
+    // Pods are created and deleted, not scaled: "created" is a Pod without a deletion mark.
+    watch_step::<Pod>(runtime, client.clone(), timeline.clone(), 2, |p| {
+        p.metadata.deletion_timestamp.is_none() && !pod_ready(p)
+    });
+    watch_step::<Pod>(runtime, client.clone(), timeline.clone(), 3, pod_ready);
+    watch_step::<Endpoints>(runtime, client, timeline.clone(), 4, |e| {
+        e.metadata.name.as_deref() == Some("hello-00001-private")
+            && e.subsets.as_ref().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()))
+            })
+    });
+    timeline
 }
 
 /// Starts `hello` on a free port and returns the time until `GET /` answers 200.
@@ -102,6 +197,9 @@ fn main() {
     );
 
     let pid = platform.child.id();
+    let timeline = start_timeline(&runtime, runtime.block_on(platform.client()));
+    // Per step, the time from the request to the step's first sighting, over every try.
+    let mut steps: Vec<Vec<Duration>> = vec![Vec::new(); STEPS.len()];
     let mut cold = Vec::new();
     for i in 0..tries {
         let idle = Instant::now();
@@ -127,11 +225,29 @@ fn main() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
+        timeline.lock().unwrap().fill(None);
         let started = Instant::now();
         let (status, body) = platform.get(host);
         let took = started.elapsed();
         assert_eq!(status, 200, "try {i}: {body}\n{}", platform.log());
         cold.push(took);
+        // Give the watches a moment to deliver what happened before the response.
+        std::thread::sleep(Duration::from_millis(200));
+        let seen = timeline.lock().unwrap().clone();
+        for (step, at) in seen.iter().enumerate().take(STEPS.len() - 1) {
+            if let Some(at) = at.filter(|at| *at >= started) {
+                steps[step].push(at - started);
+            }
+        }
+        steps[STEPS.len() - 1].push(took);
+    }
+    println!("cold path, time from the request to each step (watches on the API server):");
+    for (name, samples) in STEPS.iter().zip(steps) {
+        if samples.is_empty() {
+            println!("  {name:<34} never seen");
+        } else {
+            report(&format!("  {name}"), samples);
+        }
     }
     let cold_p50 = report("cold start through the gateway", cold);
     println!(
