@@ -3,20 +3,20 @@
 //! `notReadyAddresses`, with the Service's target ports resolved (by number or by the Pod's
 //! port name), as Kubernetes' endpoints controller writes them.
 //!
-//! [`endpoints_for`] is the pure part; [`run`] watches Services and Pods and writes the
-//! Endpoints that differ.
+//! [`endpoints_for`] is the pure part; [`run`] watches Services, Pods and Endpoints and writes
+//! the Endpoints that differ.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::watcher;
+use kube::api::{Api, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{reflector, watcher};
 use kube::{Client, ResourceExt};
 
 /// A Service port resolved for one Pod: name, target port, protocol.
@@ -125,90 +125,158 @@ pub fn endpoints_for(service: &Service, pods: &[Pod]) -> Option<Endpoints> {
 }
 
 /// Keeps the Endpoints of the Services in `namespace` (or all namespaces) current until the
-/// future is dropped. Recomputes a namespace whenever a Service or Pod in it changes.
+/// future is dropped. Services, Pods and Endpoints are cached by watches; a change to any of
+/// them recomputes its namespace from the caches at once and writes the Endpoints that differ.
+/// Changes that arrived meanwhile are handled in the same pass, without waiting for more: a Pod
+/// turning Ready is in its Endpoints one write later, which is what a cold start waits for.
 pub async fn run(client: Client, namespace: Option<String>) {
-    let (services, pods): (Api<Service>, Api<Pod>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
-    let changed_services = watcher(services, watcher::Config::default())
-        .filter_map(|e| async move { e.ok().and_then(namespace_of_service) });
-    let changed_pods = watcher(pods, watcher::Config::default())
-        .filter_map(|e| async move { e.ok().and_then(namespace_of_pod) });
-    let mut changes = futures::stream::select(changed_services, changed_pods).boxed();
-    while let Some(ns) = changes.next().await {
-        // Coalesce a burst of changes into one pass per namespace.
-        let mut dirty = std::collections::BTreeSet::from([ns]);
-        while let Ok(Some(more)) =
-            tokio::time::timeout(Duration::from_millis(20), changes.next()).await
-        {
-            dirty.insert(more);
+    let (services, services_writer) = kube::runtime::reflector::store::<Service>();
+    let (pods, pods_writer) = kube::runtime::reflector::store::<Pod>();
+    let (endpoints, endpoints_writer) = kube::runtime::reflector::store::<Endpoints>();
+    let config = watcher::Config::default;
+    let service_changes = reflector(
+        services_writer,
+        watcher(api::<Service>(&client, &namespace), config()),
+    )
+    .map(|e| Trigger::of(0, e));
+    let pod_changes = reflector(
+        pods_writer,
+        watcher(api::<Pod>(&client, &namespace), config()),
+    )
+    .map(|e| Trigger::of(1, e));
+    let endpoints_changes = reflector(
+        endpoints_writer,
+        watcher(api::<Endpoints>(&client, &namespace), config()),
+    )
+    .map(|e| Trigger::of(2, e));
+    let mut changes = futures::stream::select(
+        futures::stream::select(service_changes, pod_changes),
+        endpoints_changes,
+    )
+    .boxed();
+    let mut listed = [false; 3];
+    let mut dirty = BTreeSet::new();
+    while let Some(first) = changes.next().await {
+        let mut trigger = Some(first);
+        // Everything already waiting joins this pass; nothing waits for more.
+        while let Some(t) = trigger {
+            match t {
+                Trigger::Namespace(ns) => {
+                    dirty.insert(ns);
+                }
+                Trigger::Listed(source) => listed[source] = true,
+                Trigger::Nothing => {}
+            }
+            trigger = changes.next().now_or_never().flatten();
         }
-        for ns in dirty {
-            if let Err(e) = sync_namespace(&client, &ns).await {
+        // Until every cache holds a first full list, Endpoints computed from them could miss
+        // Pods: keep the namespaces for the first pass after that.
+        if !listed.iter().all(|l| *l) {
+            continue;
+        }
+        let caches = Caches {
+            services: &services,
+            pods: &pods,
+            endpoints: &endpoints,
+        };
+        for ns in std::mem::take(&mut dirty) {
+            if let Err(e) = caches.sync_namespace(&client, &ns).await {
                 tracing::warn!(namespace = %ns, error = %e, "cannot write endpoints");
             }
         }
     }
 }
 
-fn namespace_of_service(event: watcher::Event<Service>) -> Option<String> {
-    match event {
-        watcher::Event::Apply(s) | watcher::Event::InitApply(s) | watcher::Event::Delete(s) => {
-            s.namespace()
-        }
-        _ => None,
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }
 
-fn namespace_of_pod(event: watcher::Event<Pod>) -> Option<String> {
-    match event {
-        watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p) => {
-            p.namespace()
-        }
-        _ => None,
-    }
+/// What one watch event asks of the controller.
+enum Trigger {
+    /// Something in this namespace changed.
+    Namespace(String),
+    /// The watch with this index delivered its first (or a new) full list.
+    Listed(usize),
+    /// Nothing to do (an error the watch retries, or a list in progress).
+    Nothing,
 }
 
-async fn sync_namespace(client: &Client, ns: &str) -> Result<(), kube::Error> {
-    let services = Api::<Service>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
-    for service in &services {
-        let Some(mut want) = endpoints_for(service, &pods) else {
-            continue;
-        };
-        let name = service.name_any();
-        match api.get_opt(&name).await? {
-            None => match api.create(&PostParams::default(), &want).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-                Err(e) => return Err(e),
-            },
-            Some(have)
-                if have.subsets != want.subsets || have.metadata.labels != want.metadata.labels =>
-            {
-                want.metadata.resource_version = have.metadata.resource_version;
-                match api.replace(&name, &PostParams::default(), &want).await {
-                    Ok(_) => {}
-                    // Someone else wrote meanwhile: the watch brings us back.
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => return Err(e),
-                }
+impl Trigger {
+    fn of<K: kube::Resource>(
+        source: usize,
+        event: Result<watcher::Event<K>, watcher::Error>,
+    ) -> Self {
+        match event {
+            Ok(
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o),
+            ) => o
+                .meta()
+                .namespace
+                .clone()
+                .map_or(Trigger::Nothing, Trigger::Namespace),
+            Ok(watcher::Event::InitDone) => Trigger::Listed(source),
+            Ok(watcher::Event::Init) => Trigger::Nothing,
+            Err(e) => {
+                tracing::debug!(error = %e, "endpoints controller: watch failed, retrying");
+                Trigger::Nothing
             }
-            Some(_) => {}
         }
     }
-    Ok(())
+}
+
+/// The watched objects the controller computes from.
+struct Caches<'a> {
+    services: &'a Store<Service>,
+    pods: &'a Store<Pod>,
+    endpoints: &'a Store<Endpoints>,
+}
+
+impl Caches<'_> {
+    async fn sync_namespace(&self, client: &Client, ns: &str) -> Result<(), kube::Error> {
+        let in_ns = |meta: &ObjectMeta| meta.namespace.as_deref() == Some(ns);
+        let pods: Vec<Pod> = self
+            .pods
+            .state()
+            .iter()
+            .filter(|p| in_ns(&p.metadata))
+            .map(|p| Pod::clone(p))
+            .collect();
+        let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
+        for service in self.services.state().iter().filter(|s| in_ns(&s.metadata)) {
+            let Some(mut want) = endpoints_for(service, &pods) else {
+                continue;
+            };
+            let name = service.name_any();
+            match self.endpoints.get(&ObjectRef::new(&name).within(ns)) {
+                None => match api.create(&PostParams::default(), &want).await {
+                    Ok(_) => {}
+                    // Written meanwhile, not yet in the cache: its watch event brings us back.
+                    Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+                    Err(e) => return Err(e),
+                },
+                Some(have)
+                    if have.subsets != want.subsets
+                        || have.metadata.labels != want.metadata.labels =>
+                {
+                    want.metadata.resource_version = have.metadata.resource_version.clone();
+                    match api.replace(&name, &PostParams::default(), &want).await {
+                        Ok(_) => {}
+                        // The cache was behind: the watch brings us back.
+                        Err(kube::Error::Api(s)) if s.code == 409 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
