@@ -32,6 +32,10 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 /// How often an unready container is probed, whatever its `periodSeconds`: a Pod is ready as
 /// soon as it answers, which is what a local cold start is timed by.
 const FAST_PROBE_PERIOD: Duration = Duration::from_millis(25);
+/// The first wait after a process starts while its Pod is not ready; it doubles up to
+/// [`FAST_PROBE_PERIOD`]. A small function is ready a millisecond or two after it starts, and
+/// waiting a whole period for it would be most of a cold start.
+const FIRST_UNREADY_WAIT: Duration = Duration::from_millis(1);
 
 /// One container's process and what the runtime knows of it.
 struct Running {
@@ -126,17 +130,18 @@ pub(super) async fn run_pod(
     }
 
     let mut last_status = Value::Null;
-    let mut tick = tokio::time::interval(FAST_PROBE_PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first pass starts the processes at once.
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
         if *stop.borrow() {
             break;
         }
         let now = tokio::time::Instant::now();
+        let mut started = false;
         let facts = PodFacts {
             pod: &pod,
             pod_ip: ip,
@@ -165,6 +170,7 @@ pub(super) async fn run_pod(
                         match spawn(&spec, &log_dir, &namespace, &name, &r.container.name).await {
                             Ok(child) => {
                                 r.child = Some(child);
+                                started = true;
                                 r.started_at = Some(Timestamp::now());
                                 r.failure = None;
                             }
@@ -193,6 +199,9 @@ pub(super) async fn run_pod(
         for (container, ready) in &mut sidecar_containers {
             *ready = probe(container.readiness_probe.as_ref(), ip, 0, container).await;
         }
+        let all_ready =
+            running.iter().all(|r| r.ready) && sidecar_containers.iter().all(|(_, ready)| *ready);
+        wait = next_wait(wait, started, all_ready);
         let status = pod_status(&running, &sidecar_containers, ip, start_time);
         if status != last_status {
             let patch = json!({ "status": status });
@@ -238,6 +247,19 @@ pub(super) async fn run_pod(
         while tasks.join_next().await.is_some() {}
     })
     .await;
+}
+
+/// The wait before the next pass of a Pod's loop: [`FAST_PROBE_PERIOD`] once everything is
+/// ready; while something is not, [`FIRST_UNREADY_WAIT`] after a process (re)started, doubling
+/// from there.
+fn next_wait(previous: Duration, started: bool, all_ready: bool) -> Duration {
+    if all_ready {
+        FAST_PROBE_PERIOD
+    } else if started {
+        FIRST_UNREADY_WAIT
+    } else {
+        (previous * 2).clamp(FIRST_UNREADY_WAIT, FAST_PROBE_PERIOD)
+    }
 }
 
 fn probe_due(
@@ -455,4 +477,35 @@ fn pod_status(
         ],
         "containerStatuses": statuses,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn an_unready_pod_is_passed_again_after_1_ms_doubling_to_the_probe_period() {
+        let mut wait = next_wait(Duration::ZERO, true, false);
+        let mut waits = vec![wait];
+        for _ in 0..6 {
+            wait = next_wait(wait, false, false);
+            waits.push(wait);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 25, 25].map(ms));
+    }
+
+    #[test]
+    fn a_ready_pod_is_passed_every_probe_period() {
+        assert_eq!(next_wait(ms(2), false, true), FAST_PROBE_PERIOD);
+        assert_eq!(next_wait(Duration::ZERO, true, true), FAST_PROBE_PERIOD);
+    }
+
+    #[test]
+    fn a_restart_of_a_crashed_container_starts_the_fast_waits_over() {
+        assert_eq!(next_wait(FAST_PROBE_PERIOD, true, false), ms(1));
+    }
 }
