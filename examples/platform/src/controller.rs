@@ -42,6 +42,9 @@ pub struct Args {
     /// identity is `$POD_NAME` (or the host name).
     #[arg(long)]
     leader_elect: bool,
+    /// Objects each reconciler works on at once (0 = unbounded).
+    #[arg(long, default_value_t = knative_core::reconciler::DEFAULT_CONCURRENCY)]
+    concurrency: u16,
     /// The queue-proxy sidecar image of Revision Deployments.
     #[arg(long)]
     queue_sidecar_image: Option<String>,
@@ -409,6 +412,7 @@ fn prepare<K: KnativeObject, R: Reconciler<K>>(
 ) -> Driver<K, R> {
     let mut options = DriverOptions::for_kind::<K>();
     options.namespace.clone_from(&args.namespace);
+    options.concurrency = args.concurrency;
     let lease_name = options.name.clone();
     let mut driver = Driver::with_options(client.clone(), reconciler, options)
         .with_config(store.clone())

@@ -56,7 +56,7 @@ mod driver;
 mod error;
 pub mod events;
 
-pub use driver::{Context, Driver, DriverOptions};
+pub use driver::{Context, DEFAULT_CONCURRENCY, Driver, DriverOptions};
 pub use error::{DriverError, ReconcileError, failure_backoff};
 pub use events::EventPublisher;
 
