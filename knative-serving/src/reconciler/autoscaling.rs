@@ -374,7 +374,11 @@ async fn ready_pods(client: &Client, pa: &PodAutoscaler) -> Result<i32, Reconcil
         .cloned()
         .unwrap_or_else(|| pa.name_any());
     let pods = Api::<Pod>::namespaced(client.clone(), &namespace)
-        .list(&ListParams::default().labels(&format!("{REVISION_LABEL_KEY}={revision}")))
+        .list(
+            &ListParams::default()
+                .match_any()
+                .labels(&format!("{REVISION_LABEL_KEY}={revision}")),
+        )
         .await
         .map_err(|e| api_failure("list", "pods of", &revision, e))?;
     let ready = pods

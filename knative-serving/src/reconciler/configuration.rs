@@ -198,7 +198,7 @@ async fn latest_created_revision(
         config.name_any()
     );
     let list = revisions
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().match_any().labels(&selector))
         .await?;
     Ok(match list.items.into_iter().next() {
         Some(rev) => Lookup::Found(Box::new(rev), false),
@@ -333,7 +333,7 @@ async fn find_and_set_latest_ready(
 ) -> Result<(), ReconcileError> {
     let selector = format!("{CONFIGURATION_LABEL_KEY}={}", config.name_any());
     let mut list = revisions
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().match_any().labels(&selector))
         .await?
         .items;
     let generation = generation_of(config);

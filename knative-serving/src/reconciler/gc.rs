@@ -102,7 +102,7 @@ pub async fn collect(
     let api: Api<Revision> = Api::namespaced(client.clone(), &namespace);
     let selector = format!("{CONFIGURATION_LABEL_KEY}={}", configuration.name_any());
     let revisions = api
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().match_any().labels(&selector))
         .await?
         .items;
     let doomed = collectable(config, configuration, &revisions, now);

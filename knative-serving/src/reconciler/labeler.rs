@@ -186,10 +186,19 @@ pub async fn sync(client: &Client, route: &Route, now: Timestamp) -> Result<(), 
     unlabel_others::<Revision>(client, &namespace, &name, &keep_revs, true, now).await?;
     unlabel_others::<Configuration>(client, &namespace, &name, &keep_cfgs, false, now).await?;
     for rev in &revisions {
-        apply(client, &namespace, rev, &name, false, true, now).await?;
+        apply::<Revision>(client, &namespace, &rev.metadata, &name, false, true, now).await?;
     }
     for config in &configs {
-        apply(client, &namespace, config, &name, false, false, now).await?;
+        apply::<Configuration>(
+            client,
+            &namespace,
+            &config.metadata,
+            &name,
+            false,
+            false,
+            now,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -226,15 +235,29 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     // Revisions that name a Route are active; Configurations carry no routing state.
+    // Metadata only, from the API server's watch cache (resourceVersion 0): every Route pass
+    // reads these, and full objects straight from etcd made a pass cost O(objects in the
+    // namespace) in server time and bytes (measured with 1,000 Services).
     let params = if routing_state {
-        ListParams::default().labels(&format!("{ROUTING_STATE_LABEL_KEY}={ROUTING_STATE_ACTIVE}"))
-    } else {
         ListParams::default()
+            .match_any()
+            .labels(&format!("{ROUTING_STATE_LABEL_KEY}={ROUTING_STATE_ACTIVE}"))
+    } else {
+        ListParams::default().match_any()
     };
-    for item in api.list(&params).await?.items {
-        let name = item.meta().name.clone().unwrap_or_default();
-        if !keep.contains(&name) && routes_of(item.meta()).contains(route) {
-            apply(client, namespace, &item, route, true, routing_state, now).await?;
+    for item in api.list_metadata(&params).await?.items {
+        let name = item.metadata.name.clone().unwrap_or_default();
+        if !keep.contains(&name) && routes_of(&item.metadata).contains(route) {
+            apply::<K>(
+                client,
+                namespace,
+                &item.metadata,
+                route,
+                true,
+                routing_state,
+                now,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -243,7 +266,7 @@ where
 async fn apply<K>(
     client: &Client,
     namespace: &str,
-    item: &K,
+    item: &ObjectMeta,
     route: &str,
     remove: bool,
     routing_state: bool,
@@ -256,11 +279,11 @@ where
         + serde::Serialize
         + std::fmt::Debug,
 {
-    let Some(patch) = metadata_patch(item.meta(), route, remove, routing_state, now) else {
+    let Some(patch) = metadata_patch(item, route, remove, routing_state, now) else {
         return Ok(());
     };
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let name = item.meta().name.clone().unwrap_or_default();
+    let name = item.name.clone().unwrap_or_default();
     match api
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

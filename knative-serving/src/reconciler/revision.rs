@@ -308,7 +308,10 @@ impl RevisionReconciler {
             })
             .unwrap_or_default();
         let pods = Api::<Pod>::namespaced(ctx.client().clone(), namespace);
-        let list = match pods.list(&ListParams::default().labels(&selector)).await {
+        let list = match pods
+            .list(&ListParams::default().match_any().labels(&selector))
+            .await
+        {
             Ok(list) => list,
             Err(err) => {
                 tracing::error!(revision = %rev.name_any(), %err, "failed to list the revision's pods");

@@ -262,7 +262,7 @@ impl RouteReconciler {
         let services: Api<K8sService> = Api::namespaced(client.clone(), &namespace);
         let selector = format!("{ROUTE_LABEL_KEY}={}", route.name_any());
         let existing_services = services
-            .list(&ListParams::default().labels(&selector))
+            .list(&ListParams::default().match_any().labels(&selector))
             .await?
             .items;
         let cluster_local_services: BTreeSet<String> = existing_services
