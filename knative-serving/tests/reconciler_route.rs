@@ -857,6 +857,53 @@ async fn the_labeler_marks_the_revisions_and_configuration_a_route_uses_as_activ
 }
 
 #[tokio::test]
+async fn a_revision_an_earlier_controller_labelled_is_reserved_on_the_first_pass() {
+    let (api, driver) = setup(
+        route(json!([{"revisionName": "c-00002", "percent": 100}])),
+        example_com(),
+    );
+    seed_ready_configuration(&api);
+    // Labelled for this Route before this controller started: only a scan can find it.
+    let mut labelled = revision("c-00001", "True");
+    labelled.metadata.annotations = Some(data(&[("serving.knative.dev/routes", "r")]));
+    labelled.metadata.labels = Some(data(&[
+        ("serving.knative.dev/configuration", "c"),
+        ("serving.knative.dev/routingState", "active"),
+    ]));
+    api.seed(&labelled);
+    reconcile(&api, &driver).await.unwrap();
+
+    assert_eq!(
+        routes_and_state(&api, "c-00001"),
+        (None, Some("reserve".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn the_labeler_scans_a_namespace_on_its_first_pass_there_only() {
+    let (api, driver) = setup(route(json!([to_config(100)])), example_com());
+    seed_ready_configuration(&api);
+    let scans = |api: &RecordingApi| {
+        api.actions()
+            .iter()
+            .filter(|a| {
+                a.verb == Verb::List
+                    && (a.resource == "revisions" || a.resource == "configurations")
+            })
+            .count()
+    };
+    reconcile(&api, &driver).await.unwrap();
+    let first = scans(&api);
+    assert!(
+        first >= 2,
+        "the first pass scans revisions and configurations"
+    );
+    api.clear_actions();
+    reconcile(&api, &driver).await.unwrap();
+    assert_eq!(scans(&api), 0, "{:#?}", api.actions());
+}
+
+#[tokio::test]
 async fn a_revision_the_route_no_longer_uses_is_reserved() {
     let (api, driver) = setup(
         route(json!([{"revisionName": "c-00001", "percent": 100}])),

@@ -87,6 +87,7 @@ const ROLLOUT_DURATION_KEY_CAMEL: &str = "serving.knative.dev/rolloutDuration";
 #[derive(Clone, Debug, Default)]
 pub struct RouteReconciler {
     tracker: Tracker,
+    labeler: labeler::Labeler,
     clock: RolloutClock,
 }
 
@@ -223,7 +224,7 @@ impl Reconciler<Route> for RouteReconciler {
     async fn reconcile_kind(&self, route: &mut Route, ctx: &Context) -> Result<(), ReconcileError> {
         let next_step = self.reconcile_route(route, ctx).await?;
         // Knative's labeler: mark what this Route uses (after the status traffic is known).
-        labeler::sync(ctx.client(), route, ctx.now()).await?;
+        self.labeler.sync(ctx.client(), route, ctx.now()).await?;
         match next_step {
             Some(after) => Err(ReconcileError::RequeueAfter(after)),
             None => Ok(()),
@@ -233,7 +234,9 @@ impl Reconciler<Route> for RouteReconciler {
     async fn finalize_kind(&self, route: &mut Route, ctx: &Context) -> Result<(), ReconcileError> {
         let namespace = route.namespace().unwrap_or_default();
         self.tracker.forget(&namespace, &route.name_any());
-        labeler::clear(ctx.client(), &namespace, &route.name_any(), ctx.now()).await?;
+        self.labeler
+            .clear(ctx.client(), &namespace, &route.name_any(), ctx.now())
+            .await?;
         Ok(())
     }
 
