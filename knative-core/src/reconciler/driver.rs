@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::events::EventPublisher;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::Reconciler;
@@ -301,7 +301,18 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         };
         let config =
             kube::runtime::controller::Config::default().concurrency(self.options.concurrency);
-        let mut controller = configure(Controller::new(api, watcher::Config::default()))
+        // The controller's cache holds every object of the kind; their managedFields (often
+        // the larger part of an object with a status) are dropped on the way in: no reconciler
+        // reads them, and a status update without them leaves the server's as they are.
+        let (reader, writer) = kube::runtime::reflector::store();
+        let objects = kube::runtime::reflector(
+            writer,
+            watcher(api, watcher::Config::default()).modify(|o: &mut K| {
+                o.meta_mut().managed_fields = None;
+            }),
+        )
+        .applied_objects();
+        let mut controller = configure(Controller::for_stream(objects, reader))
             .with_config(config)
             .graceful_shutdown_on(shutdown.clone());
         if let Some(store) = &self.config {
