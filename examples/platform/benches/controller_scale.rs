@@ -18,7 +18,8 @@
 //! 4. the controller's resident memory (VmRSS) at the end.
 //!
 //! `KUBECONFIG=/tmp/envtest-0/kubeconfig N=1000 cargo bench -p knative-platform --bench controller_scale`
-//! (defaults: N=1000, CONCURRENCY=16, IDLE_SECONDS=60). Figures go to docs/performance.md.
+//! (defaults: N=1000, CONCURRENCY=16, IDLE_SECONDS=60, CONTROLLER_CONCURRENCY: the controller's
+//! default `--concurrency`). Figures go to docs/performance.md.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -52,6 +53,11 @@ async fn main() -> anyhow::Result<()> {
     let n: usize = env_or("N", 1000);
     let concurrency: usize = env_or("CONCURRENCY", 16);
     let idle = Duration::from_secs(env_or("IDLE_SECONDS", 60));
+    // Objects each reconciler of the controller works on at once (its --concurrency).
+    let controller_concurrency: u16 = env_or(
+        "CONTROLLER_CONCURRENCY",
+        knative_core::reconciler::DEFAULT_CONCURRENCY,
+    );
     let client = Client::try_default().await?;
     install_crds(&client).await?;
     let run = std::process::id();
@@ -83,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         .args(["controller", "--namespace", &ns])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .args(["--autoscaler-addr", "127.0.0.1:0"])
+        .args(["--concurrency", &controller_concurrency.to_string()])
         .env(
             "RUST_LOG",
             std::env::var("CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
