@@ -437,16 +437,30 @@ where
     let changes = changes.clone();
     tokio::spawn(async move {
         // Start from "now": only changes after the watch begins are counted.
-        let rv = match api.list_metadata(&ListParams::default().limit(1)).await {
-            Ok(list) => list.metadata.resource_version.unwrap_or_default(),
-            Err(_) => return,
-        };
+        // A watch that cannot start or fails says so: a silent one would count 0 changes.
+        let rv = api
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .expect("list before the idle watch")
+            .metadata
+            .resource_version
+            .unwrap_or_default();
         let mut stream = api
             .watch(&kube::api::WatchParams::default(), &rv)
             .await
             .expect("watch")
             .boxed();
-        while let Some(Ok(event)) = stream.next().await {
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    eprintln!("idle watch of {} failed: {e}", K::plural(&()));
+                    break;
+                }
+            };
+            if let kube::api::WatchEvent::Error(e) = &event {
+                eprintln!("idle watch of {} failed: {e:?}", K::plural(&()));
+            }
             if matches!(
                 event,
                 kube::api::WatchEvent::Added(_)
