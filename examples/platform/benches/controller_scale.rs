@@ -361,7 +361,13 @@ impl ChildCounts {
         let (reader, writer) = reflector::store::<PartialObjectMeta<K>>();
         let stream = reflector(writer, watcher(api, watcher::Config::default()));
         self.tasks.push(tokio::spawn(async move {
-            stream.for_each(|_| async {}).await;
+            stream
+                .for_each(|event| async move {
+                    if let Err(e) = event {
+                        eprintln!("child count watch of {kind}: {e}");
+                    }
+                })
+                .await;
         }));
         self.stores
             .push((kind, Box::new(move || reader.state().len())));
