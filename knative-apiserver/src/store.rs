@@ -105,6 +105,9 @@ struct Inner {
     db: Option<Database>,
     /// Removed objects whose dependents and namespaces still need attention.
     removed: Vec<Value>,
+    /// Objects written with owner references none of which exists: Kubernetes' garbage
+    /// collector deletes them, and so does `settle`.
+    dangling: Vec<(TypeKey, ObjKey)>,
     next_cluster_ip: u32,
 }
 
@@ -121,6 +124,7 @@ impl Store {
             history_start: 0,
             db: None,
             removed: Vec::new(),
+            dangling: Vec::new(),
             next_cluster_ip: 1,
         };
         if let Some(dir) = dir {
@@ -696,6 +700,43 @@ impl Inner {
     /// Follows up removals: garbage-collects dependents, finishes namespaces, drops the
     /// objects of deleted CRDs. Failures are logged: the request that caused them succeeded.
     fn settle(&mut self, tx: &broadcast::Sender<Arc<Change>>, now: &str) {
+        loop {
+            self.settle_removals(tx, now);
+            let dangling = std::mem::take(&mut self.dangling);
+            if dangling.is_empty() {
+                return;
+            }
+            // A dependent whose every owner is gone (written after its owner was deleted, e.g.
+            // by a controller acting on a stale cache) is collected, as Kubernetes' garbage
+            // collector does once it sees it.
+            for (type_key, key) in dangling {
+                let Some(object) = self
+                    .objects
+                    .get(&type_key)
+                    .and_then(|o| o.get(&key))
+                    .cloned()
+                else {
+                    continue;
+                };
+                if !self.owners_all_gone(&object) {
+                    continue;
+                }
+                if let Err(e) = self.delete(tx, &type_key, &object, now) {
+                    tracing::warn!(error = %e, "garbage collection of an orphaned dependent failed");
+                }
+            }
+        }
+    }
+
+    /// Whether `object` names owners and none of them exists (and it is not being deleted).
+    fn owners_all_gone(&self, object: &Value) -> bool {
+        let owners = owner_uids(object);
+        !owners.is_empty()
+            && object["metadata"].get("deletionTimestamp").is_none()
+            && !owners.iter().any(|u| self.uids.contains_key(*u))
+    }
+
+    fn settle_removals(&mut self, tx: &broadcast::Sender<Arc<Change>>, now: &str) {
         while let Some(removed) = self.removed.pop() {
             let uid = uid_of(&removed).to_string();
             let dependents: Vec<(TypeKey, Value)> = self
@@ -893,6 +934,9 @@ impl Inner {
             self.removed.push(object.clone());
         } else {
             self.index(type_key, object.clone());
+            if self.owners_all_gone(&object) {
+                self.dangling.push((type_key.to_owned(), key.clone()));
+            }
             if type_key == crd_key()
                 && let Ok(rt) = resources::from_crd(&object)
             {

@@ -39,6 +39,52 @@ fn config_map(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
 }
 
+/// A ConfigMap `name` in `ns` owned by the object with `uid` (which may be gone).
+fn dependent_of(name: &str, owner: &str, uid: &str) -> ConfigMap {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": owner, "uid": uid},
+        ]},
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_dependent_written_after_its_owner_was_deleted_is_collected() {
+    let (client, ns, _server) = embedded().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let owner = api
+        .create(&PostParams::default(), &config_map("owner"))
+        .await
+        .unwrap();
+    api.delete("owner", &Default::default()).await.unwrap();
+    // A controller acting on a stale cache writes a child of the deleted owner.
+    api.create(
+        &PostParams::default(),
+        &dependent_of("late", "owner", &owner.uid().unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(api.get_opt("late").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_dependent_with_a_living_owner_stays() {
+    let (client, ns, _server) = embedded().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let owner = api
+        .create(&PostParams::default(), &config_map("owner"))
+        .await
+        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &dependent_of("child", "owner", &owner.uid().unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(api.get_opt("child").await.unwrap().is_some());
+}
+
 #[tokio::test]
 async fn a_restart_on_the_same_data_dir_keeps_objects_and_continues_resource_versions() {
     let dir = tempfile::tempdir().unwrap();
