@@ -5,8 +5,10 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A port free on every address, as `hello` binds `0.0.0.0` (one free on 127.0.0.1 only may
+/// be held on another loopback address, e.g. by a local Pod).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind("0.0.0.0:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -29,13 +31,18 @@ fn it_greets_the_target_on_port() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hello"))
         .env("PORT", port.to_string())
         .env("TARGET", "Rust")
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
     let response = loop {
         if let Some(r) = get(port) {
             break r;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            panic!("hello exited ({status}) before it answered on port {port}: {stderr}");
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
