@@ -31,7 +31,7 @@ mod ips;
 mod pod;
 pub mod spec;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -45,7 +45,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 pub use self::ips::IpPool;
 
@@ -213,19 +213,32 @@ impl ProcessRuntime {
         };
         let ips = Arc::new(Mutex::new(IpPool::new(self.config.first_ip)));
         let mut running: HashMap<PodKey, PodHandle> = HashMap::new();
+        // Pods whose processes are being stopped (each within its grace period, drains
+        // included), in tasks of their own: one Pod's drain must not hold up the start of
+        // another, e.g. the new Pod of a revision woken right after it scaled to zero.
+        let mut stopping: JoinSet<PodKey> = JoinSet::new();
+        let mut terminating: HashSet<PodKey> = HashSet::new();
         let mut events = watcher(pods, watcher::Config::default()).boxed();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let event = tokio::select! {
                 () = &mut shutdown => break,
+                Some(stopped) = stopping.join_next(), if !stopping.is_empty() => {
+                    if let Ok(k) = stopped {
+                        terminating.remove(&k);
+                    }
+                    continue;
+                }
                 event = events.next() => event,
             };
             let Some(event) = event else { break };
             let pod = match event {
                 Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
                 Ok(watcher::Event::Delete(pod)) => {
-                    if let Some(handle) = running.remove(&key(&pod)) {
-                        self.stop(handle, &ips).await;
+                    let k = key(&pod);
+                    if let Some(handle) = running.remove(&k) {
+                        terminating.insert(k.clone());
+                        stopping.spawn(stop_pod(k, handle, ips.clone(), None));
                     }
                     continue;
                 }
@@ -238,12 +251,17 @@ impl ProcessRuntime {
             };
             let k = key(&pod);
             if pod.metadata.deletion_timestamp.is_some() {
-                if let Some(handle) = running.remove(&k) {
-                    self.stop(handle, &ips).await;
+                if terminating.contains(&k) {
+                    continue;
                 }
-                if self.is_ours(&pod) {
-                    // The kubelet's last word: the processes are gone, the Pod may go.
-                    let api: Api<Pod> = Api::namespaced(self.client.clone(), &k.0);
+                // The kubelet's last word, once the processes are gone: the Pod may go.
+                let finish = self
+                    .is_ours(&pod)
+                    .then(|| Api::<Pod>::namespaced(self.client.clone(), &k.0));
+                if let Some(handle) = running.remove(&k) {
+                    terminating.insert(k.clone());
+                    stopping.spawn(stop_pod(k, handle, ips.clone(), finish));
+                } else if let Some(api) = finish {
                     let _ = api
                         .delete(&k.1, &DeleteParams::default().grace_period(0))
                         .await;
@@ -277,9 +295,10 @@ impl ProcessRuntime {
             ));
             running.insert(k, PodHandle { stop, task, ip });
         }
-        for (_, handle) in running.drain() {
-            self.stop(handle, &ips).await;
+        for (k, handle) in running.drain() {
+            stopping.spawn(stop_pod(k, handle, ips.clone(), None));
         }
+        while stopping.join_next().await.is_some() {}
         heartbeat.abort();
         Ok(())
     }
@@ -331,14 +350,27 @@ impl ProcessRuntime {
             }
         }
     }
+}
 
-    async fn stop(&self, handle: PodHandle, ips: &Mutex<IpPool>) {
-        let _ = handle.stop.send(true);
-        let _ = handle.task.await;
-        ips.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release(handle.ip);
+/// Stops a Pod's processes (within its grace period), releases its address and, with `finish`,
+/// deletes the Pod for good, as the kubelet does once its containers are gone.
+async fn stop_pod(
+    k: PodKey,
+    handle: PodHandle,
+    ips: Arc<Mutex<IpPool>>,
+    finish: Option<Api<Pod>>,
+) -> PodKey {
+    let _ = handle.stop.send(true);
+    let _ = handle.task.await;
+    ips.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .release(handle.ip);
+    if let Some(api) = finish {
+        let _ = api
+            .delete(&k.1, &DeleteParams::default().grace_period(0))
+            .await;
     }
+    k
 }
 
 fn key(pod: &Pod) -> PodKey {
