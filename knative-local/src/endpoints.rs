@@ -6,6 +6,7 @@
 //! [`endpoints_for`] is the pure part; [`run`] watches Services, Pods and Endpoints and writes
 //! the Endpoints that differ.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{FutureExt, StreamExt};
@@ -24,14 +25,16 @@ type ResolvedPort = (String, i32, String);
 /// Ready and not-ready addresses.
 type Addresses = (Vec<EndpointAddress>, Vec<EndpointAddress>);
 
-/// The Endpoints of `service` given the Pods of its namespace; `None` for a Service without a
-/// selector (its Endpoints are someone else's to write).
-pub fn endpoints_for(service: &Service, pods: &[Pod]) -> Option<Endpoints> {
+/// The Endpoints of `service` given the Pods of its namespace (owned, or shared as a cache
+/// holds them); `None` for a Service without a selector (its Endpoints are someone else's to
+/// write).
+pub fn endpoints_for<P: Borrow<Pod>>(service: &Service, pods: &[P]) -> Option<Endpoints> {
     let spec = service.spec.as_ref()?;
     let selector = spec.selector.as_ref().filter(|s| !s.is_empty())?;
     // One subset per distinct set of resolved ports (Pods may name their ports differently).
     let mut subsets: BTreeMap<Vec<ResolvedPort>, Addresses> = BTreeMap::new();
     for pod in pods {
+        let pod: &Pod = pod.borrow();
         let labels = pod.labels();
         if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
             continue;
@@ -240,12 +243,11 @@ struct Caches<'a> {
 impl Caches<'_> {
     async fn sync_namespace(&self, client: &Client, ns: &str) -> Result<(), kube::Error> {
         let in_ns = |meta: &ObjectMeta| meta.namespace.as_deref() == Some(ns);
-        let pods: Vec<Pod> = self
+        let pods: Vec<_> = self
             .pods
             .state()
-            .iter()
+            .into_iter()
             .filter(|p| in_ns(&p.metadata))
-            .map(|p| Pod::clone(p))
             .collect();
         let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
         for service in self.services.state().iter().filter(|s| in_ns(&s.metadata)) {
@@ -337,12 +339,12 @@ mod tests {
     fn a_service_without_a_selector_is_left_to_its_owner() {
         let mut s = service();
         s.spec.as_mut().unwrap().selector = None;
-        assert!(endpoints_for(&s, &[]).is_none());
+        assert!(endpoints_for::<Pod>(&s, &[]).is_none());
     }
 
     #[test]
     fn no_matching_pods_means_no_subsets() {
-        let endpoints = endpoints_for(&service(), &[]).unwrap();
+        let endpoints = endpoints_for::<Pod>(&service(), &[]).unwrap();
         assert!(endpoints.subsets.is_none());
     }
 }

@@ -185,6 +185,17 @@ pub struct Labeler {
     index: Arc<Mutex<HashMap<String, NamespaceIndex>>>,
 }
 
+/// What the labeler patches: Revisions and Configurations.
+trait Labelled:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+impl Labelled for Revision {}
+impl Labelled for Configuration {}
+
 /// Per namespace: for each (is a Revision, Route), the names of the items that name the Route.
 type NamespaceIndex = HashMap<(bool, String), BTreeSet<String>>;
 
@@ -316,7 +327,7 @@ impl Labeler {
 
     /// Takes `route` off the items the index says name it, but for `keep`; each is read first,
     /// so that the patch starts from its current routes.
-    async fn unlabel_others<K>(
+    async fn unlabel_others<K: Labelled>(
         &self,
         client: &Client,
         namespace: &str,
@@ -324,14 +335,7 @@ impl Labeler {
         keep: &BTreeSet<String>,
         routing_state: bool,
         now: Timestamp,
-    ) -> Result<(), kube::Error>
-    where
-        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
-    {
+    ) -> Result<(), kube::Error> {
         let stale: Vec<String> = self
             .lock()
             .get(namespace)
@@ -360,7 +364,9 @@ impl Labeler {
     }
 }
 
-async fn apply<K>(
+/// Patches `item`'s routes annotation (and routing state) for `route`; a no-op when nothing
+/// changes, and nothing to do when the item is gone.
+async fn apply<K: Labelled>(
     client: &Client,
     namespace: &str,
     item: &ObjectMeta,
@@ -368,14 +374,7 @@ async fn apply<K>(
     remove: bool,
     routing_state: bool,
     now: Timestamp,
-) -> Result<(), kube::Error>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
+) -> Result<(), kube::Error> {
     let Some(patch) = metadata_patch(item, route, remove, routing_state, now) else {
         return Ok(());
     };
