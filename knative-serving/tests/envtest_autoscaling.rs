@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use knative_core::reconciler::{Driver, DriverOptions};
+use knative_core::reconciler::{Caches, Driver, DriverOptions};
 use knative_core::testing::envtest::{TestNamespace, client};
 use knative_serving::apis::networking::v1alpha1::ServerlessServiceOperationMode;
 use knative_serving::apis::{PodAutoscaler, ServerlessService};
@@ -68,12 +68,12 @@ fn run_driver(client: &Client, namespace: &str, deciders: &Deciders) -> JoinHand
         PodAutoscalerReconciler::new(deciders.clone()),
         options,
     );
-    let watches = client.clone();
-    let namespace = namespace.to_owned();
+    let caches = Caches::new(client.clone(), Some(namespace.to_owned()));
+    let driver = driver.with_caches(caches.clone());
     let deciders = deciders.clone();
     tokio::spawn(async move {
         driver
-            .run_with(move |c| watch_children(c, &watches, Some(&namespace), &deciders))
+            .run_with(move |c| watch_children(c, &caches, &deciders))
             .await
             .expect("driver");
     })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::jiff::Timestamp;
-use knative_core::reconciler::{Driver, DriverOptions};
+use knative_core::reconciler::{Caches, Driver, DriverOptions};
 use knative_core::testing::envtest::{TestNamespace, client};
 use knative_serving::apis::{PodAutoscaler, Revision};
 use knative_serving::autoscaler::AutoscalerRegistry;
@@ -71,26 +71,29 @@ async fn a_revisions_min_scale_and_then_its_load_reach_its_deployment() {
         namespace: Some(ns.name.clone()),
         ..name
     };
+    let caches = Caches::new(client.clone(), Some(ns.name.clone()));
     let revisions = Driver::with_options(
         client.clone(),
         RevisionReconciler::default(),
         options(DriverOptions::for_kind::<Revision>()),
-    );
+    )
+    .with_caches(caches.clone());
     let pas = Driver::with_options(
         client.clone(),
         PodAutoscalerReconciler::new(deciders.clone()),
         options(DriverOptions::for_kind::<PodAutoscaler>()),
-    );
-    let (c1, n1) = (client.clone(), ns.name.clone());
+    )
+    .with_caches(caches.clone());
+    let c1 = caches.clone();
     let revision_driver = tokio::spawn(async move {
         revisions
-            .run_with(move |c| revision::watch_children(c, &c1, Some(&n1)))
+            .run_with(move |c| revision::watch_children(c, &c1))
             .await
             .unwrap();
     });
-    let (c2, n2, d2) = (client.clone(), ns.name.clone(), deciders.clone());
+    let (c2, d2) = (caches.clone(), deciders.clone());
     let pa_driver = tokio::spawn(async move {
-        pas.run_with(move |c| autoscaling::watch_children(c, &c2, Some(&n2), &d2))
+        pas.run_with(move |c| autoscaling::watch_children(c, &c2, &d2))
             .await
             .unwrap();
     });

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knative_core::apis::{Condition, ConditionStatus};
-use knative_core::reconciler::{Driver, DriverOptions};
+use knative_core::reconciler::{Caches, Driver, DriverOptions};
 use knative_core::testing::RecordingApi;
 use knative_core::testing::envtest::{TestNamespace, client};
 use knative_serving::apis::{PodAutoscaler, Revision};
@@ -59,12 +59,12 @@ fn run_driver(client: &Client, namespace: &str) -> JoinHandle<()> {
         namespace: Some(namespace.to_owned()),
         ..DriverOptions::for_kind::<Revision>()
     };
-    let driver = Driver::with_options(client.clone(), RevisionReconciler::default(), options);
-    let watches = client.clone();
-    let namespace = namespace.to_owned();
+    let caches = Caches::new(client.clone(), Some(namespace.to_owned()));
+    let driver = Driver::with_options(client.clone(), RevisionReconciler::default(), options)
+        .with_caches(caches.clone());
     tokio::spawn(async move {
         driver
-            .run_with(move |c| watch_children(c, &watches, Some(&namespace)))
+            .run_with(move |c| watch_children(c, &caches))
             .await
             .expect("driver");
     })

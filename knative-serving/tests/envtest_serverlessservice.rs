@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
-use knative_core::reconciler::{Driver, DriverOptions};
+use knative_core::reconciler::{Caches, Driver, DriverOptions};
 use knative_core::testing::envtest::{TestNamespace, client, eventually, install_crds};
 use knative_serving::apis::ServerlessService;
 use knative_serving::apis::networking::v1alpha1::ServerlessServiceOperationMode;
@@ -35,8 +35,9 @@ fn run_driver(client: &Client, namespace: &str) -> JoinHandle<()> {
         ..DriverOptions::for_kind::<ServerlessService>()
     };
     let reconciler = ServerlessServiceReconciler::new().with_activator(namespace, ACTIVATOR);
-    let watches = reconciler.watches(client.clone(), Some(namespace.to_owned()));
-    let driver = Driver::with_options(client.clone(), reconciler, options);
+    let caches = Caches::new(client.clone(), Some(namespace.to_owned()));
+    let watches = reconciler.watches(&caches);
+    let driver = Driver::with_options(client.clone(), reconciler, options).with_caches(caches);
     tokio::spawn(async move { driver.run_with(watches).await.expect("driver") })
 }
 

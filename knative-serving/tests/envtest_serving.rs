@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Service as K8sService;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knative_core::apis::{ConditionStatus, KnativeObject};
-use knative_core::reconciler::{Driver, DriverOptions};
+use knative_core::reconciler::{Caches, Driver, DriverOptions};
 use knative_core::testing::envtest::{TestNamespace, client};
 use knative_serving::apis::{Configuration, Ingress, Revision, Route, Service};
 use knative_serving::reconciler::configuration::ConfigurationReconciler;
@@ -52,9 +52,12 @@ async fn setup() -> Client {
     client
 }
 
-/// The three drivers, each watching only `namespace` (and the children it watches there).
+/// The three drivers, each watching only `namespace` (and the children it watches there), and
+/// reading one another's kinds from their shared watch caches, as `knative controller` runs
+/// them.
 fn start_controllers(client: &Client, namespace: &str) -> Vec<JoinHandle<()>> {
     let ns = Some(namespace.to_owned());
+    let caches = Caches::new(client.clone(), ns.clone());
     let services = Driver::with_options(
         client.clone(),
         ServiceReconciler::new(),
@@ -62,7 +65,8 @@ fn start_controllers(client: &Client, namespace: &str) -> Vec<JoinHandle<()>> {
             namespace: ns.clone(),
             ..DriverOptions::for_kind::<Service>()
         },
-    );
+    )
+    .with_caches(caches.clone());
     let configurations = Driver::with_options(
         client.clone(),
         ConfigurationReconciler::new(),
@@ -70,9 +74,10 @@ fn start_controllers(client: &Client, namespace: &str) -> Vec<JoinHandle<()>> {
             namespace: ns.clone(),
             ..DriverOptions::for_kind::<Configuration>()
         },
-    );
+    )
+    .with_caches(caches.clone());
     let route_reconciler = RouteReconciler::new();
-    let route_watches = route_reconciler.watches(client.clone(), ns.clone());
+    let route_watches = route_reconciler.watches(&caches);
     let routes = Driver::with_options(
         client.clone(),
         route_reconciler,
@@ -80,9 +85,10 @@ fn start_controllers(client: &Client, namespace: &str) -> Vec<JoinHandle<()>> {
             namespace: ns.clone(),
             ..DriverOptions::for_kind::<Route>()
         },
-    );
-    let service_watches = ServiceReconciler::watches(client.clone(), ns.clone());
-    let configuration_watches = ConfigurationReconciler::watches(client.clone(), ns);
+    )
+    .with_caches(caches.clone());
+    let service_watches = ServiceReconciler::watches(&caches);
+    let configuration_watches = ConfigurationReconciler::watches(&caches);
     vec![
         tokio::spawn(async move {
             let _ = services.run_with(service_watches).await;

@@ -11,7 +11,7 @@ use knative_core::apis::KnativeObject;
 use knative_core::config::ConfigStore;
 use knative_core::leader::LeaseConfig;
 use knative_core::metrics::{self, Metrics};
-use knative_core::reconciler::{Driver, DriverOptions, Reconciler};
+use knative_core::reconciler::{Caches, Driver, DriverOptions, Reconciler};
 use knative_serving::autoscaler::AutoscalerRegistry;
 use knative_serving::autoscaler::collector::{self, Collector, HttpScraper};
 use knative_serving::autoscaler::deciders::Deciders;
@@ -91,6 +91,8 @@ async fn controller(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|_| format!("knative-controller-{}", std::process::id()));
 
     let ns = args.namespace.clone();
+    // The reconcilers read each other's kinds from one another's watch caches.
+    let caches = Caches::new(client.clone(), ns.clone());
     // The autoscaler: deciders shared by the PodAutoscaler reconciler, the collector, the
     // activator's pushes and the 2-second tick.
     let deciders = Deciders::new(AutoscalerRegistry::default());
@@ -102,25 +104,24 @@ async fn controller(args: Args) -> anyhow::Result<()> {
         stat_listener,
         deciders.clone(),
     ));
-    let pa_client = client.clone();
-    let pa_ns = ns.clone();
+    let pa_caches = caches.clone();
     let pa_deciders = deciders.clone();
     let route = RouteReconciler::new();
-    let route_watches = route.watches(client.clone(), ns.clone());
-    let revision_client = client.clone();
-    let revision_ns = ns.clone();
+    let route_watches = route.watches(&caches);
+    let revision_caches = caches.clone();
     // Networking: each Revision's private and public Services, the public Endpoints pointing at
     // its pods or at the activator.
     let sks = ServerlessServiceReconciler::new().with_activator(
         args.system_namespace.clone(),
         args.activator_service.clone(),
     );
-    let sks_watches = sks.watches(client.clone(), ns.clone());
+    let sks_watches = sks.watches(&caches);
     let networking = tokio::spawn(
-        prepare(&client, &args, &store, &metrics, &identity, sks).run_with(sks_watches),
+        prepare(&client, &caches, &args, &store, &metrics, &identity, sks).run_with(sks_watches),
     );
     let eventing = tokio::spawn(run_eventing(
         client.clone(),
+        caches.clone(),
         args.clone(),
         store.clone(),
         metrics.clone(),
@@ -132,6 +133,7 @@ async fn controller(args: Args) -> anyhow::Result<()> {
     let build = tokio::spawn(
         prepare(
             &client,
+            &caches,
             &args,
             &store,
             &metrics,
@@ -145,43 +147,46 @@ async fn controller(args: Args) -> anyhow::Result<()> {
     let results = futures::future::join5(
         prepare(
             &client,
+            &caches,
             &args,
             &store,
             &metrics,
             &identity,
             ServiceReconciler::new(),
         )
-        .run_with(ServiceReconciler::watches(client.clone(), ns.clone())),
+        .run_with(ServiceReconciler::watches(&caches)),
         prepare(
             &client,
+            &caches,
             &args,
             &store,
             &metrics,
             &identity,
             ConfigurationReconciler::new(),
         )
-        .run_with(ConfigurationReconciler::watches(client.clone(), ns.clone())),
-        prepare(&client, &args, &store, &metrics, &identity, route).run_with(route_watches),
+        .run_with(ConfigurationReconciler::watches(&caches)),
+        prepare(&client, &caches, &args, &store, &metrics, &identity, route)
+            .run_with(route_watches),
         prepare(
             &client,
+            &caches,
             &args,
             &store,
             &metrics,
             &identity,
             RevisionReconciler::new(deployment),
         )
-        .run_with(move |c| revision::watch_children(c, &revision_client, revision_ns.as_deref())),
+        .run_with(move |c| revision::watch_children(c, &revision_caches)),
         prepare(
             &client,
+            &caches,
             &args,
             &store,
             &metrics,
             &identity,
             PodAutoscalerReconciler::new(deciders),
         )
-        .run_with(move |c| {
-            autoscaling::watch_children(c, &pa_client, pa_ns.as_deref(), &pa_deciders)
-        }),
+        .run_with(move |c| autoscaling::watch_children(c, &pa_caches, &pa_deciders)),
     )
     .await;
     autoscaler.abort();
@@ -202,12 +207,14 @@ async fn controller(args: Args) -> anyhow::Result<()> {
 /// Sequence, Parallel, the sources and SinkBinding), each with the watches of its children.
 async fn run_eventing(
     client: kube::Client,
+    caches: Caches,
     args: Args,
     store: ConfigStore,
     metrics: Metrics,
     identity: String,
 ) -> Result<(), knative_core::leader::Error> {
-    let (client, args, store, metrics, identity) = (&client, &args, &store, &metrics, &*identity);
+    let (client, caches, args, store, metrics, identity) =
+        (&client, &caches, &args, &store, &metrics, &*identity);
     use knative_eventing::apis::{
         ApiServerSource, ContainerSource, InMemoryChannel, Parallel, Sequence, Subscription,
     };
@@ -238,128 +245,161 @@ async fn run_eventing(
         .clone()
         .map_or_else(ChannelDispatcher::default, ChannelDispatcher::Url);
     let images = AdapterImages::default();
-    let runs: Vec<Run> =
-        vec![
-            Box::pin(
-                prepare(
-                    client,
-                    args,
-                    store,
-                    metrics,
-                    identity,
-                    BrokerReconciler::new(ingress),
-                )
-                .run(),
-            ),
-            Box::pin(
-                prepare(
-                    client,
-                    args,
-                    store,
-                    metrics,
-                    identity,
-                    TriggerReconciler::new(),
-                )
-                .run_with(TriggerReconciler::watches(c.clone(), ns.clone())),
-            ),
-            Box::pin(
-                prepare(client, args, store, metrics, identity, ChannelReconciler)
-                    .run_with(owns::<_, InMemoryChannel>(c.clone(), ns.clone())),
-            ),
-            Box::pin(
-                prepare(
-                    client,
-                    args,
-                    store,
-                    metrics,
-                    identity,
-                    InMemoryChannelReconciler::new(dispatcher),
-                )
-                .run(),
-            ),
-            Box::pin(
-                prepare(
-                    client,
-                    args,
-                    store,
-                    metrics,
-                    identity,
-                    SubscriptionReconciler,
-                )
-                .run(),
-            ),
-            Box::pin(
-                prepare(client, args, store, metrics, identity, SequenceReconciler).run_with({
-                    let (subs, imcs) = (
-                        owns::<Sequence, Subscription>(c.clone(), ns.clone()),
-                        owns::<Sequence, InMemoryChannel>(c.clone(), ns.clone()),
-                    );
-                    move |x| imcs(subs(x))
-                }),
-            ),
-            Box::pin(
-                prepare(client, args, store, metrics, identity, ParallelReconciler).run_with({
-                    let (subs, imcs) = (
-                        owns::<Parallel, Subscription>(c.clone(), ns.clone()),
-                        owns::<Parallel, InMemoryChannel>(c.clone(), ns.clone()),
-                    );
-                    move |x| imcs(subs(x))
-                }),
-            ),
-            Box::pin(
-                prepare(
-                    client,
-                    args,
-                    store,
-                    metrics,
-                    identity,
-                    PingSourceReconciler::new(images.clone()),
-                )
-                .run_with(owns::<_, k8s_openapi::api::apps::v1::Deployment>(
-                    c.clone(),
-                    ns.clone(),
-                )),
-            ),
-            Box::pin(
-                prepare(
-                    client,
-                    args,
-                    store,
-                    metrics,
-                    identity,
-                    ApiServerSourceReconciler::new(images),
-                )
-                .run_with(owns::<
-                    ApiServerSource,
-                    k8s_openapi::api::apps::v1::Deployment,
-                >(c.clone(), ns.clone())),
-            ),
-            Box::pin(
-                prepare(
-                    client,
-                    args,
-                    store,
-                    metrics,
-                    identity,
-                    ContainerSourceReconciler,
-                )
-                .run_with(owns::<
-                    ContainerSource,
-                    k8s_openapi::api::apps::v1::Deployment,
-                >(c.clone(), ns.clone())),
-            ),
-            Box::pin(
-                prepare(
-                    client,
-                    args,
-                    store,
-                    metrics,
-                    identity,
-                    SinkBindingReconciler,
-                )
-                .run(),
-            ),
-        ];
+    let runs: Vec<Run> = vec![
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                BrokerReconciler::new(ingress),
+            )
+            .run(),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                TriggerReconciler::new(),
+            )
+            .run_with(TriggerReconciler::watches(c.clone(), ns.clone())),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                ChannelReconciler,
+            )
+            .run_with(owns::<_, InMemoryChannel>(c.clone(), ns.clone())),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                InMemoryChannelReconciler::new(dispatcher),
+            )
+            .run(),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                SubscriptionReconciler,
+            )
+            .run(),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                SequenceReconciler,
+            )
+            .run_with({
+                let (subs, imcs) = (
+                    owns::<Sequence, Subscription>(c.clone(), ns.clone()),
+                    owns::<Sequence, InMemoryChannel>(c.clone(), ns.clone()),
+                );
+                move |x| imcs(subs(x))
+            }),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                ParallelReconciler,
+            )
+            .run_with({
+                let (subs, imcs) = (
+                    owns::<Parallel, Subscription>(c.clone(), ns.clone()),
+                    owns::<Parallel, InMemoryChannel>(c.clone(), ns.clone()),
+                );
+                move |x| imcs(subs(x))
+            }),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                PingSourceReconciler::new(images.clone()),
+            )
+            .run_with(owns::<_, k8s_openapi::api::apps::v1::Deployment>(
+                c.clone(),
+                ns.clone(),
+            )),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                ApiServerSourceReconciler::new(images),
+            )
+            .run_with(owns::<
+                ApiServerSource,
+                k8s_openapi::api::apps::v1::Deployment,
+            >(c.clone(), ns.clone())),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                ContainerSourceReconciler,
+            )
+            .run_with(owns::<
+                ContainerSource,
+                k8s_openapi::api::apps::v1::Deployment,
+            >(c.clone(), ns.clone())),
+        ),
+        Box::pin(
+            prepare(
+                client,
+                caches,
+                args,
+                store,
+                metrics,
+                identity,
+                SinkBindingReconciler,
+            )
+            .run(),
+        ),
+    ];
     for result in futures::future::join_all(runs).await {
         result?;
     }
@@ -404,6 +444,7 @@ async fn run_autoscaler(
 
 fn prepare<K: KnativeObject, R: Reconciler<K>>(
     client: &kube::Client,
+    caches: &Caches,
     args: &Args,
     store: &ConfigStore,
     metrics: &Metrics,
@@ -415,6 +456,7 @@ fn prepare<K: KnativeObject, R: Reconciler<K>>(
     options.concurrency = args.concurrency;
     let lease_name = options.name.clone();
     let mut driver = Driver::with_options(client.clone(), reconciler, options)
+        .with_caches(caches.clone())
         .with_config(store.clone())
         .with_metrics(metrics.clone());
     if args.leader_elect {

@@ -17,6 +17,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::Reconciler;
+use super::cache::{Cacheable, Caches, Lister};
 use super::error::{DriverError, ReconcileError, failure_backoff};
 use crate::apis::{KnativeObject, KnativeStatus};
 use crate::config::{Config, ConfigStore};
@@ -78,6 +79,7 @@ pub struct Context {
     reference: ObjectReference,
     now: Timestamp,
     config: Arc<Config>,
+    caches: Option<Caches>,
 }
 
 impl fmt::Debug for Context {
@@ -105,6 +107,15 @@ impl Context {
     /// [`ConfigStore`](crate::config::ConfigStore)).
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Reads the `K`s of `namespace`: from the watch caches the driver was given
+    /// ([`Driver::with_caches`]) when one holds that kind, else from the API server.
+    pub fn lister<K: Cacheable>(&self, namespace: &str) -> Lister<K> {
+        match &self.caches {
+            Some(caches) => caches.lister(namespace),
+            None => Lister::uncached(self.client.clone(), namespace),
+        }
     }
 
     /// A reference to the object being reconciled.
@@ -168,6 +179,7 @@ pub struct Driver<K: KnativeObject, R: Reconciler<K>> {
     metrics: Option<Metrics>,
     config: Option<ConfigStore>,
     leader: Option<LeaseConfig>,
+    caches: Option<Caches>,
     _kind: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -202,6 +214,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             metrics: None,
             config: None,
             leader: None,
+            caches: None,
             _kind: std::marker::PhantomData,
         }
     }
@@ -225,6 +238,16 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     /// same driver, one writes; when it stops, another takes over within the lease duration.
     pub fn with_leader_election(mut self, lease: LeaseConfig) -> Self {
         self.leader = Some(lease);
+        self
+    }
+
+    /// Takes the objects to reconcile from the shared informer of `K` in `caches`, and serves
+    /// [`Context::lister`]'s reads from the informers there instead of the API server. Give the
+    /// controller's watches of other kinds from the same `caches`
+    /// ([`Caches::changes`](super::Caches::changes)), so that a pass triggered by a change
+    /// reads it.
+    pub fn with_caches(mut self, caches: Caches) -> Self {
+        self.caches = Some(caches);
         self
     }
 
@@ -301,18 +324,32 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         };
         let config =
             kube::runtime::controller::Config::default().concurrency(self.options.concurrency);
-        // The controller's cache holds every object of the kind; their managedFields (often
-        // the larger part of an object with a status) are dropped on the way in: no reconciler
-        // reads them, and a status update without them leaves the server's as they are.
-        let (reader, writer) = kube::runtime::reflector::store();
-        let objects = kube::runtime::reflector(
-            writer,
-            watcher(api, watcher::Config::default()).modify(|o: &mut K| {
-                o.meta_mut().managed_fields = None;
-            }),
-        )
-        .applied_objects();
-        let mut controller = configure(Controller::for_stream(objects, reader))
+        let mut controller = match &self.caches {
+            // The shared informer of the kind: the other controllers of the process read the
+            // same cache.
+            Some(caches) if caches.namespace() == self.options.namespace.as_deref() => {
+                Controller::for_stream(caches.changes::<K>(), caches.store::<K>())
+            }
+            _ => {
+                if self.caches.is_some() {
+                    tracing::warn!(reconciler = %self.options.name, "the driver's namespace is not its caches' namespace: it watches on its own");
+                }
+                // The controller's cache holds every object of the kind; their managedFields
+                // (often the larger part of an object with a status) are dropped on the way in:
+                // no reconciler reads them, and a status update without them leaves the
+                // server's as they are.
+                let (reader, writer) = kube::runtime::reflector::store();
+                let objects = kube::runtime::reflector(
+                    writer,
+                    watcher(api, watcher::Config::default()).modify(|o: &mut K| {
+                        o.meta_mut().managed_fields = None;
+                    }),
+                )
+                .applied_objects();
+                Controller::for_stream(objects, reader)
+            }
+        };
+        controller = configure(controller)
             .with_config(config)
             .graceful_shutdown_on(shutdown.clone());
         if let Some(store) = &self.config {
@@ -415,6 +452,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                 .config
                 .as_ref()
                 .map_or_else(|| Arc::new(Config::default()), ConfigStore::snapshot),
+            caches: self.caches.clone(),
         };
         let mut resource = original.clone();
         // The object whose status the status write is based on (changes when the finalizer is set).

@@ -52,10 +52,12 @@
 //! # }
 //! ```
 
+pub mod cache;
 mod driver;
 mod error;
 pub mod events;
 
+pub use cache::{Caches, Lister};
 pub use driver::{Context, DEFAULT_CONCURRENCY, Driver, DriverOptions};
 pub use error::{DriverError, ReconcileError, failure_backoff};
 pub use events::EventPublisher;

@@ -26,7 +26,7 @@
 //! PodAutoscalers of a class that is neither are left to whichever controller serves it.
 //!
 //! ```no_run
-//! use knative_core::reconciler::Driver;
+//! use knative_core::reconciler::{Caches, Driver};
 //! use knative_serving::autoscaler::AutoscalerRegistry;
 //! use knative_serving::autoscaler::deciders::Deciders;
 //! use knative_serving::reconciler::autoscaling::{PodAutoscalerReconciler, watch_children};
@@ -35,9 +35,10 @@
 //! let client = kube::Client::try_default().await?;
 //! let deciders = Deciders::new(AutoscalerRegistry::default());
 //! let reconciler = PodAutoscalerReconciler::new(deciders.clone());
-//! let watches = client.clone();
+//! let caches = Caches::new(client.clone(), None);
 //! Driver::new(client, reconciler)
-//!     .run_with(move |c| watch_children(c, &watches, None, &deciders))
+//!     .with_caches(caches.clone())
+//!     .run_with(move |c| watch_children(c, &caches, &deciders))
 //!     .await?;
 //! # Ok(())
 //! # }
@@ -51,7 +52,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use knative_core::apis::KnativeObject;
-use knative_core::reconciler::{Context, ReconcileError, Reconciler};
+use knative_core::reconciler::{Caches, Context, ReconcileError, Reconciler};
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::Controller;
@@ -160,9 +161,9 @@ impl PodAutoscalerReconciler {
         let namespace = pa.namespace().unwrap_or_default();
         let key = RevisionKey::new(&namespace, pa.name_any());
 
-        let sks_api = Api::<ServerlessService>::namespaced(ctx.client().clone(), &namespace);
-        let sks = sks_api
-            .get_opt(&sks_name(pa))
+        let sks_lister = ctx.lister::<ServerlessService>(&namespace);
+        let sks = sks_lister
+            .get(&sks_name(pa))
             .await
             .map_err(|e| api_failure("get", "ServerlessService", &sks_name(pa), e))?;
         if let Some(sks) = &sks
@@ -286,8 +287,9 @@ impl PodAutoscalerReconciler {
                 updated
             }
         };
-        let existing = Api::<ServerlessService>::namespaced(ctx.client().clone(), &namespace)
-            .get_opt(&sks_name(pa))
+        let existing = ctx
+            .lister::<ServerlessService>(&namespace)
+            .get(&sks_name(pa))
             .await
             .map_err(|e| api_failure("get", "ServerlessService", &sks_name(pa), e))?;
         if let Some(sks) = &existing
@@ -467,32 +469,23 @@ async fn reconcile_sks(
     }
 }
 
-/// Adds to a PodAutoscaler controller what makes it react: the ServerlessServices it owns, the
-/// pods of its revision (by `serving.knative.dev/revision`), and each changed decision of
-/// `deciders` (which reconciles that revision's PodAutoscaler only). Watches `namespace` only,
-/// when given.
+/// Adds to a PodAutoscaler controller what makes it react: the ServerlessServices it owns
+/// (from the shared informer of `caches`), the pods of its revision (by
+/// `serving.knative.dev/revision`, with a watch of their own in the caches' namespace), and
+/// each changed decision of `deciders` (which reconciles that revision's PodAutoscaler only).
 pub fn watch_children(
     controller: Controller<PodAutoscaler>,
-    client: &Client,
-    namespace: Option<&str>,
+    caches: &Caches,
     deciders: &Deciders,
 ) -> Controller<PodAutoscaler> {
-    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-    where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
-    {
-        match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
+    let pods: Api<Pod> = match caches.namespace() {
+        Some(ns) => Api::namespaced(caches.client().clone(), ns),
+        None => Api::all(caches.client().clone()),
+    };
     controller
-        .owns(
-            api::<ServerlessService>(client, namespace),
-            watcher::Config::default(),
-        )
+        .owns_stream(caches.changes::<ServerlessService>())
         .watches(
-            api::<Pod>(client, namespace),
+            pods,
             watcher::Config::default().labels(REVISION_LABEL_KEY),
             |pod: Pod| {
                 let revision = pod.labels().get(REVISION_LABEL_KEY).cloned();

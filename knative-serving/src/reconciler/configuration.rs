@@ -16,13 +16,14 @@
 //! is not retried until it changes.
 //!
 //! ```no_run
-//! use knative_core::reconciler::Driver;
+//! use knative_core::reconciler::{Caches, Driver};
 //! use knative_serving::reconciler::configuration::ConfigurationReconciler;
 //!
 //! # async fn run(client: kube::Client) {
-//! let driver = Driver::new(client.clone(), ConfigurationReconciler::new());
+//! let caches = Caches::new(client.clone(), None);
+//! let driver = Driver::new(client, ConfigurationReconciler::new()).with_caches(caches.clone());
 //! // Watch the Revisions too, so that their readiness reaches their Configuration at once.
-//! let watches = ConfigurationReconciler::watches(client, None);
+//! let watches = ConfigurationReconciler::watches(&caches);
 //! driver.run_with(watches).await.unwrap();
 //! # }
 //! ```
@@ -34,12 +35,11 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::{CONDITION_READY, ConditionStatus, KnativeObject};
-use knative_core::reconciler::{Context, ReconcileError, Reconciler};
-use kube::api::{ListParams, PostParams};
+use knative_core::reconciler::{Caches, Context, Lister, ReconcileError, Reconciler};
+use kube::api::PostParams;
 use kube::runtime::Controller;
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use crate::apis::serving::{
     CONFIGURATION_GENERATION_LABEL_KEY, CONFIGURATION_LABEL_KEY, CREATOR_ANNOTATION,
@@ -65,20 +65,14 @@ impl ConfigurationReconciler {
         Self
     }
 
-    /// What the controller should watch besides Configurations: their Revisions (in
-    /// `namespace`, or all namespaces), so that a Revision becoming ready reconciles its
+    /// What the controller should watch besides Configurations: their Revisions, from the
+    /// shared informer of `caches`, so that a Revision becoming ready reconciles its
     /// Configuration. Pass it to `Driver::run_with`.
     pub fn watches(
-        client: Client,
-        namespace: Option<String>,
-    ) -> impl Fn(Controller<Configuration>) -> Controller<Configuration> {
-        move |controller| {
-            let revisions: Api<Revision> = match &namespace {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            controller.owns(revisions, watcher::Config::default())
-        }
+        caches: &Caches,
+    ) -> impl Fn(Controller<Configuration>) -> Controller<Configuration> + use<> {
+        let caches = caches.clone();
+        move |controller| controller.owns_stream(caches.changes::<Revision>())
     }
 }
 
@@ -90,12 +84,12 @@ impl Reconciler<Configuration> for ConfigurationReconciler {
         ctx: &Context,
     ) -> Result<(), ReconcileError> {
         let namespace = config.namespace().unwrap_or_default();
-        let revisions: Api<Revision> = Api::namespaced(ctx.client().clone(), &namespace);
+        let revisions = ctx.lister::<Revision>(&namespace);
 
         let (latest_created, byo_name) = match latest_created_revision(config, &revisions).await? {
             Lookup::Found(rev, byo) => (*rev, byo),
             Lookup::Taken(name) => return Err(name_taken(config, ctx, &name)),
-            Lookup::NotFound => match create_revision(config, &revisions, ctx).await? {
+            Lookup::NotFound => match create_revision(config, revisions.api(), ctx).await? {
                 Ok(rev) => (rev, byo_name(config).is_some()),
                 Err(taken) => return Err(name_taken(config, ctx, &taken)),
             },
@@ -147,11 +141,17 @@ impl Reconciler<Configuration> for ConfigurationReconciler {
             }
         }
 
-        find_and_set_latest_ready(config, ctx, &revisions, &latest_created, byo_name).await?;
+        // Every Revision of this Configuration, read once for the two steps below (the one
+        // created by this pass may not be among them yet: it is neither ready nor collectable).
+        let owned = revisions
+            .list(&[(CONFIGURATION_LABEL_KEY, &config.name_any())])
+            .await?;
+        find_and_set_latest_ready(config, ctx, &owned, &latest_created, byo_name).await;
 
         // Knative runs this as a controller of its own on Configurations; here it is the last
         // step of every pass. A failure to collect never fails the Configuration.
-        if let Err(err) = gc::collect(ctx.client(), &ctx.config().gc, config, ctx.now()).await {
+        let gc = &ctx.config().gc;
+        if let Err(err) = gc::collect(revisions.api(), gc, config, &owned, ctx.now()).await {
             tracing::warn!(error = %err, "revision garbage collection failed");
         }
         Ok(())
@@ -173,10 +173,10 @@ enum Lookup {
 /// generation.
 async fn latest_created_revision(
     config: &Configuration,
-    revisions: &Api<Revision>,
+    revisions: &Lister<Revision>,
 ) -> Result<Lookup, ReconcileError> {
     if let Some(name) = byo_name(config) {
-        let Some(rev) = revisions.get_opt(name).await? else {
+        let Some(rev) = revisions.get(name).await? else {
             return Ok(Lookup::NotFound);
         };
         if !is_controlled_by(&rev.metadata, config) {
@@ -192,15 +192,16 @@ async fn latest_created_revision(
         }
         return Ok(Lookup::Taken(name.to_owned()));
     }
-    let selector = format!(
-        "{CONFIGURATION_GENERATION_LABEL_KEY}={},{CONFIGURATION_LABEL_KEY}={}",
-        generation_of(config),
-        config.name_any()
-    );
     let list = revisions
-        .list(&ListParams::default().match_any().labels(&selector))
+        .list(&[
+            (
+                CONFIGURATION_GENERATION_LABEL_KEY,
+                &generation_of(config).to_string(),
+            ),
+            (CONFIGURATION_LABEL_KEY, &config.name_any()),
+        ])
         .await?;
-    Ok(match list.items.into_iter().next() {
+    Ok(match list.into_iter().next() {
         Some(rev) => Lookup::Found(Box::new(rev), false),
         None => Lookup::NotFound,
     })
@@ -327,15 +328,11 @@ fn set_latest_created(config: &mut Configuration, ctx: &Context, name: &str) {
 async fn find_and_set_latest_ready(
     config: &mut Configuration,
     ctx: &Context,
-    revisions: &Api<Revision>,
+    revisions: &[Revision],
     latest_created: &Revision,
     byo_name: bool,
-) -> Result<(), ReconcileError> {
-    let selector = format!("{CONFIGURATION_LABEL_KEY}={}", config.name_any());
-    let mut list = revisions
-        .list(&ListParams::default().match_any().labels(&selector))
-        .await?
-        .items;
+) {
+    let mut list: Vec<&Revision> = revisions.iter().collect();
     let generation = generation_of(config);
     if let Some(lrr) = latest_ready(config)
         && let Some(start) = list
@@ -360,7 +357,7 @@ async fn find_and_set_latest_ready(
             .then_with(|| revision_generation(b).cmp(&revision_generation(a)))
     });
     let Some(ready) = list.iter().find(|r| is_ready(r)) else {
-        return Ok(());
+        return;
     };
     let name = ready.name_any();
     let old = latest_ready(config).map(str::to_owned);
@@ -379,7 +376,6 @@ async fn find_and_set_latest_ready(
         )
         .await;
     }
-    Ok(())
 }
 
 /// Marks the name clash (Knative's `MarkRevisionCreationFailed` with an AlreadyExists error)

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use knative_core::config::GcConfig;
-use kube::api::{DeleteParams, ListParams};
-use kube::{Api, Client, ResourceExt};
+use kube::api::DeleteParams;
+use kube::{Api, ResourceExt};
 
 use crate::apis::serving::{
-    CONFIGURATION_LABEL_KEY, REVISION_PRESERVED_ANNOTATION_KEY, ROUTING_STATE_LABEL_KEY,
+    REVISION_PRESERVED_ANNOTATION_KEY, ROUTING_STATE_LABEL_KEY,
     ROUTING_STATE_MODIFIED_ANNOTATION_KEY,
 };
 use crate::apis::{Configuration, Revision};
@@ -87,25 +87,21 @@ pub fn collectable(
     doomed
 }
 
-/// Lists the Revisions of `configuration`, decides with [`collectable`] and deletes those.
-/// Returns the names deleted; a Revision already gone counts as deleted.
+/// Decides with [`collectable`] which of `revisions` (those of `configuration`) to delete, and
+/// deletes them with `api` (the Revisions of the Configuration's namespace). Returns the names
+/// deleted; a Revision already gone counts as deleted.
 ///
 /// # Errors
-/// When listing fails or the API server refuses a deletion (the others are still attempted).
+/// When the API server refuses a deletion (the others are still attempted).
 pub async fn collect(
-    client: &Client,
+    api: &Api<Revision>,
     config: &GcConfig,
     configuration: &Configuration,
+    revisions: &[Revision],
     now: Timestamp,
 ) -> Result<Vec<String>, kube::Error> {
     let namespace = configuration.namespace().unwrap_or_default();
-    let api: Api<Revision> = Api::namespaced(client.clone(), &namespace);
-    let selector = format!("{CONFIGURATION_LABEL_KEY}={}", configuration.name_any());
-    let revisions = api
-        .list(&ListParams::default().match_any().labels(&selector))
-        .await?
-        .items;
-    let doomed = collectable(config, configuration, &revisions, now);
+    let doomed = collectable(config, configuration, revisions, now);
     let mut first_error = None;
     for name in &doomed {
         tracing::info!(revision = %name, namespace = %namespace, "collecting a stale revision");
@@ -188,6 +184,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::apis::serving::CONFIGURATION_LABEL_KEY;
 
     const HOUR: i64 = 3600;
 

@@ -25,7 +25,7 @@
 //! Revision does not control is refused (`NotOwned`).
 //!
 //! ```no_run
-//! use knative_core::reconciler::Driver;
+//! use knative_core::reconciler::{Caches, Driver};
 //! use knative_serving::reconciler::revision::{DeploymentConfig, RevisionReconciler, watch_children};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,9 +34,10 @@
 //!     queue_sidecar_image: "registry.example.com/queue-proxy:v1".to_owned(),
 //!     ..DeploymentConfig::default()
 //! });
-//! let watches = client.clone();
+//! let caches = Caches::new(client.clone(), None);
 //! Driver::new(client, reconciler)
-//!     .run_with(move |controller| watch_children(controller, &watches, None))
+//!     .with_caches(caches.clone())
+//!     .run_with(move |controller| watch_children(controller, &caches))
 //!     .await?;
 //! # Ok(())
 //! # }
@@ -56,12 +57,12 @@ use knative_core::apis::{CONDITION_READY, KnativeObject};
 use knative_core::config::{
     Config, DEFAULT_INIT_CONTAINER_NAME, DEFAULT_USER_CONTAINER_NAME, SERVING_NAMESPACE,
 };
-use knative_core::reconciler::{Context, ReconcileError, Reconciler};
+use knative_core::reconciler::{Caches, Context, ReconcileError, Reconciler};
 use kube::api::{ListParams, PostParams};
 use kube::runtime::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use crate::apis::serving::v1::{
     REVISION_CONDITION_CONTAINER_HEALTHY, REVISION_CONDITION_RESOURCES_AVAILABLE,
@@ -197,11 +198,12 @@ impl RevisionReconciler {
     ) -> Result<Deployment, ReconcileError> {
         let namespace = rev.namespace().unwrap_or_default();
         let name = deployment_name(rev);
-        let api = Api::<Deployment>::namespaced(ctx.client().clone(), &namespace);
+        let deployments = ctx.lister::<Deployment>(&namespace);
+        let api = deployments.api();
         let now = ctx.now();
 
-        let Some(have) = api
-            .get_opt(&name)
+        let Some(have) = deployments
+            .get(&name)
             .await
             .map_err(|e| api_failure("get", "deployment", &name, e))?
         else {
@@ -227,7 +229,7 @@ impl RevisionReconciler {
         }
 
         let deployment = self
-            .check_and_update_deployment(rev, ctx, &api, have)
+            .check_and_update_deployment(rev, ctx, api, have)
             .await?;
         lifecycle::propagate_deployment_status(rev, deployment.status.as_ref(), now);
 
@@ -338,11 +340,12 @@ impl RevisionReconciler {
     ) -> Result<(), ReconcileError> {
         let namespace = rev.namespace().unwrap_or_default();
         let name = pod_autoscaler_name(rev);
-        let api = Api::<PodAutoscaler>::namespaced(ctx.client().clone(), &namespace);
+        let autoscalers = ctx.lister::<PodAutoscaler>(&namespace);
+        let api = autoscalers.api();
         let want = make_pod_autoscaler(rev, ctx.config(), Some(deployment));
 
-        let pa = match api
-            .get_opt(&name)
+        let pa = match autoscalers
+            .get(&name)
             .await
             .map_err(|e| api_failure("get", "PodAutoscaler", &name, e))?
         {
@@ -380,34 +383,22 @@ impl RevisionReconciler {
 }
 
 /// Adds to a Revision controller what makes it react to its children: the Deployments and
-/// PodAutoscalers Revisions own, and the pods of Revisions (by their
-/// `serving.knative.dev/revision` label), whose failures the Revision reports. Watches
-/// `namespace` only, when given.
+/// PodAutoscalers Revisions own (from the shared informers of `caches`), and the pods of
+/// Revisions (by their `serving.knative.dev/revision` label, with a watch of their own: no
+/// reconciler reads pods from a cache), whose failures the Revision reports.
 ///
 /// Knative reacts to pods only through their Deployment and PodAutoscaler; watching the
 /// (labelled) pods too makes a crash loop or an image pull failure show at once.
-pub fn watch_children(
-    controller: Controller<Revision>,
-    client: &Client,
-    namespace: Option<&str>,
-) -> Controller<Revision> {
-    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-    where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
-    {
-        match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
+pub fn watch_children(controller: Controller<Revision>, caches: &Caches) -> Controller<Revision> {
+    let pods: Api<Pod> = match caches.namespace() {
+        Some(ns) => Api::namespaced(caches.client().clone(), ns),
+        None => Api::all(caches.client().clone()),
+    };
     let labelled = watcher::Config::default().labels(resources::REVISION_UID_LABEL_KEY);
     controller
-        .owns(api::<Deployment>(client, namespace), labelled.clone())
-        .owns(
-            api::<PodAutoscaler>(client, namespace),
-            watcher::Config::default(),
-        )
-        .watches(api::<Pod>(client, namespace), labelled, |pod: Pod| {
+        .owns_stream(caches.changes::<Deployment>())
+        .owns_stream(caches.changes::<PodAutoscaler>())
+        .watches(pods, labelled, |pod: Pod| {
             let revision = pod.labels().get(resources::REVISION_LABEL_KEY).cloned();
             let namespace = pod.namespace();
             revision

@@ -29,13 +29,18 @@
 //! Children are written only when they differ from what is wanted.
 //!
 //! ```no_run
-//! use knative_core::reconciler::Driver;
+//! use knative_core::reconciler::{Caches, Driver};
 //! use knative_serving::reconciler::route::RouteReconciler;
 //!
 //! # async fn run(client: kube::Client) {
+//! let caches = Caches::new(client.clone(), None);
 //! let reconciler = RouteReconciler::new();
-//! let watches = reconciler.watches(client.clone(), None);
-//! Driver::new(client, reconciler).run_with(watches).await.unwrap();
+//! let watches = reconciler.watches(&caches);
+//! Driver::new(client, reconciler)
+//!     .with_caches(caches)
+//!     .run_with(watches)
+//!     .await
+//!     .unwrap();
 //! # }
 //! ```
 
@@ -52,13 +57,13 @@ use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::duck::Addressable;
 use knative_core::apis::{CONDITION_READY, ConditionManager, ConditionStatus, KnativeObject};
 use knative_core::config::{CLUSTER_LOCAL_DOMAIN, Config, NetworkConfig, parse_go_duration};
-use knative_core::reconciler::{Context, ReconcileError, Reconciler};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use knative_core::reconciler::cache::Cacheable;
+use knative_core::reconciler::{Caches, Context, Lister, ReconcileError, Reconciler};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::Controller;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use self::resources::{is_cluster_local_service, service_spec_covers};
 use crate::apis::networking::v1alpha1::IngressVisibility;
@@ -183,38 +188,28 @@ impl RouteReconciler {
         self
     }
 
-    /// What the controller should watch besides Routes (in `namespace`, or all namespaces):
-    /// the Ingresses and Kubernetes Services the Routes own, and the Configurations and
-    /// Revisions their traffic refers to (through the [`Tracker`]). Pass it to
+    /// What the controller should watch besides Routes, from the shared informers of
+    /// `caches`: the Ingresses and Kubernetes Services the Routes own, and the Configurations
+    /// and Revisions their traffic refers to (through the [`Tracker`]). Pass it to
     /// `Driver::run_with`.
     pub fn watches(
         &self,
-        client: Client,
-        namespace: Option<String>,
+        caches: &Caches,
     ) -> impl Fn(Controller<Route>) -> Controller<Route> + use<> {
         let tracker = self.tracker.clone();
+        let caches = caches.clone();
         move |controller| {
             let configs = tracker.clone();
             let revisions = tracker.clone();
             controller
-                .owns(
-                    api::<Ingress>(&client, &namespace),
-                    watcher::Config::default(),
-                )
-                .owns(
-                    api::<K8sService>(&client, &namespace),
-                    watcher::Config::default().labels(ROUTE_LABEL_KEY),
-                )
-                .watches(
-                    api::<Configuration>(&client, &namespace),
-                    watcher::Config::default(),
-                    move |c| referring(&configs, TargetKind::Configuration, &c),
-                )
-                .watches(
-                    api::<Revision>(&client, &namespace),
-                    watcher::Config::default(),
-                    move |r| referring(&revisions, TargetKind::Revision, &r),
-                )
+                .owns_stream(caches.changes::<Ingress>())
+                .owns_stream(caches.changes::<K8sService>())
+                .watches_stream(caches.changes::<Configuration>(), move |c| {
+                    referring(&configs, TargetKind::Configuration, &c)
+                })
+                .watches_stream(caches.changes::<Revision>(), move |r| {
+                    referring(&revisions, TargetKind::Revision, &r)
+                })
         }
     }
 }
@@ -256,18 +251,15 @@ impl RouteReconciler {
     ) -> Result<Option<Duration>, ReconcileError> {
         let config = ctx.config();
         let namespace = route.namespace().unwrap_or_default();
-        let client = ctx.client();
-
-        let (snapshot, refs) = load_snapshot(client, &namespace, &route.spec.traffic).await?;
+        let (snapshot, refs) = load_snapshot(ctx, &namespace, &route.spec.traffic).await?;
         self.tracker.track(&namespace, &route.name_any(), refs);
         let resolved = traffic::build(&route.spec.traffic, &snapshot);
 
-        let services: Api<K8sService> = Api::namespaced(client.clone(), &namespace);
-        let selector = format!("{ROUTE_LABEL_KEY}={}", route.name_any());
-        let existing_services = services
-            .list(&ListParams::default().match_any().labels(&selector))
-            .await?
-            .items;
+        let service_lister = ctx.lister::<K8sService>(&namespace);
+        let services = service_lister.api();
+        let existing_services = service_lister
+            .list(&[(ROUTE_LABEL_KEY, &route.name_any())])
+            .await?;
         let cluster_local_services: BTreeSet<String> = existing_services
             .iter()
             .filter(|s| is_cluster_local_service(s))
@@ -310,7 +302,7 @@ impl RouteReconciler {
         mark_certificate(&mut conditions, config, &visibility);
 
         let placeholders =
-            reconcile_placeholder_services(route, ctx, &services, &existing_services, &resolved)
+            reconcile_placeholder_services(route, ctx, services, &existing_services, &resolved)
                 .await?;
         let rollout_now = self.clock.now(ctx);
         let IngressOutcome {
@@ -329,7 +321,7 @@ impl RouteReconciler {
             propagate_ingress_ready(&mut conditions, &ingress);
         }
 
-        update_placeholder_services(&services, &placeholders, &ingress).await?;
+        update_placeholder_services(services, &placeholders, &ingress).await?;
 
         if let Some(rollout) = rolling {
             route.manage_conditions(now).mark_unknown(
@@ -432,12 +424,12 @@ fn route_ingress_ready(route: &Route) -> bool {
 /// Configuration's latest ready Revision or a Revision's Configuration, and the references
 /// followed (including those that do not exist).
 async fn load_snapshot(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     traffic: &[TrafficTarget],
 ) -> Result<(Snapshot, BTreeSet<(TargetKind, String)>), kube::Error> {
-    let configs: Api<Configuration> = Api::namespaced(client.clone(), namespace);
-    let revisions: Api<Revision> = Api::namespaced(client.clone(), namespace);
+    let configs = ctx.lister::<Configuration>(namespace);
+    let revisions = ctx.lister::<Revision>(namespace);
     let mut snapshot = Snapshot::default();
     let mut refs = BTreeSet::new();
     let mut seen_configs = BTreeMap::new();
@@ -475,18 +467,15 @@ async fn load_snapshot(
     Ok((snapshot, refs))
 }
 
-async fn cached<K>(
-    api: &Api<K>,
+async fn cached<K: Cacheable>(
+    lister: &Lister<K>,
     seen: &mut BTreeMap<String, Option<K>>,
     name: &str,
-) -> Result<Option<K>, kube::Error>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
+) -> Result<Option<K>, kube::Error> {
     if let Some(found) = seen.get(name) {
         return Ok(found.clone());
     }
-    let found = api.get_opt(name).await?;
+    let found = lister.get(name).await?;
     seen.insert(name.to_owned(), found.clone());
     Ok(found)
 }
@@ -600,9 +589,10 @@ async fn reconcile_ingress(
     now: Timestamp,
 ) -> Result<IngressOutcome, ReconcileError> {
     let namespace = route.namespace().unwrap_or_default();
-    let ingresses: Api<Ingress> = Api::namespaced(ctx.client().clone(), &namespace);
+    let ingress_lister = ctx.lister::<Ingress>(&namespace);
+    let ingresses = ingress_lister.api();
     let name = route.name_any();
-    let existing = ingresses.get_opt(&name).await?;
+    let existing = ingress_lister.get(&name).await?;
     let (rollout, next_step) = match (&existing, rollout_duration(route, &ctx.config().network)) {
         (_, None) => (None, None),
         (None, Some(_)) => (Some(Rollout::build(resolved)), None),
@@ -619,7 +609,7 @@ async fn reconcile_ingress(
         rollout.as_ref(),
     )
     .map_err(domain_error)?;
-    let ingress = write_ingress(ctx, &ingresses, existing, desired).await?;
+    let ingress = write_ingress(ctx, ingresses, existing, desired).await?;
     Ok(IngressOutcome {
         ingress,
         rollout,
@@ -754,16 +744,6 @@ fn referring<K: ResourceExt>(
         .into_iter()
         .map(|route| ObjectRef::new(&route).within(&namespace))
         .collect()
-}
-
-fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {

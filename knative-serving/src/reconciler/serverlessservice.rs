@@ -21,14 +21,18 @@
 //! (`NotOwned`).
 //!
 //! ```no_run
-//! use knative_core::reconciler::Driver;
+//! use knative_core::reconciler::{Caches, Driver};
 //! use knative_serving::reconciler::serverlessservice::ServerlessServiceReconciler;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = kube::Client::try_default().await?;
 //! let reconciler = ServerlessServiceReconciler::new();
-//! let watches = reconciler.watches(client.clone(), None);
-//! Driver::new(client, reconciler).run_with(watches).await?;
+//! let caches = Caches::new(client.clone(), None);
+//! let watches = reconciler.watches(&caches);
+//! Driver::new(client, reconciler)
+//!     .with_caches(caches)
+//!     .run_with(watches)
+//!     .await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -43,13 +47,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::KnativeObject;
-use knative_core::reconciler::{Context, ReconcileError, Reconciler};
+use knative_core::reconciler::{Caches, Context, Lister, ReconcileError, Reconciler};
 use kube::api::{ApiResource, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
 use crate::apis::ServerlessService;
 use crate::apis::networking::v1alpha1::{
@@ -104,18 +108,18 @@ impl ServerlessServiceReconciler {
     /// What makes a ServerlessService controller react: the Services and Endpoints it owns,
     /// the private Endpoints the endpoints controller writes (`<sks>-private`, labelled as the
     /// private Service is: `networking.knative.dev/serviceType`), and every change
-    /// of the activator's Endpoints (which reconciles all ServerlessServices). Watches
-    /// `namespace` only, when given (the activator's Endpoints are watched wherever they are).
+    /// of the activator's Endpoints (which reconciles all ServerlessServices). Services and
+    /// Endpoints come from the shared informers of `caches`; the activator's Endpoints are
+    /// watched on their own, wherever they are.
     pub fn watches(
         &self,
-        client: Client,
-        namespace: Option<String>,
+        caches: &Caches,
     ) -> impl Fn(Controller<ServerlessService>) -> Controller<ServerlessService> + use<> {
-        let activator: Api<Endpoints> = Api::namespaced(client.clone(), &self.activator_namespace);
+        let activator: Api<Endpoints> =
+            Api::namespaced(caches.client().clone(), &self.activator_namespace);
         let activator_name = self.activator_service.clone();
+        let caches = caches.clone();
         move |controller| {
-            let services: Api<Service> = api(&client, namespace.as_deref());
-            let endpoints: Api<Endpoints> = api(&client, namespace.as_deref());
             let activator_changes = watcher::watcher(
                 activator.clone(),
                 watcher::Config::default().fields(&format!("metadata.name={activator_name}")),
@@ -128,28 +132,16 @@ impl ServerlessServiceReconciler {
                 })
             });
             controller
-                .owns(
-                    services,
-                    watcher::Config::default().labels(SERVICE_TYPE_LABEL_KEY),
-                )
-                .watches(
-                    endpoints,
+                .owns_stream(caches.changes::<Service>())
+                .watches_stream(caches.changes::<Endpoints>(), |e: Endpoints| {
                     // Kubernetes' endpoints controller copies the Service's labels.
-                    watcher::Config::default().labels(SERVICE_TYPE_LABEL_KEY),
-                    |e: Endpoints| sks_of_endpoints(&e),
-                )
+                    e.labels()
+                        .contains_key(SERVICE_TYPE_LABEL_KEY)
+                        .then(|| sks_of_endpoints(&e))
+                        .flatten()
+                })
                 .reconcile_all_on(activator_changes)
         }
-    }
-}
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
     }
 }
 
@@ -182,16 +174,16 @@ impl Reconciler<ServerlessService> for ServerlessServiceReconciler {
         let client = ctx.client();
         let namespace = sks.namespace().unwrap_or_default();
 
-        let selector = scale_target_selector(client, sks).await?;
-        let services = Api::<Service>::namespaced(client.clone(), &namespace);
+        let selector = scale_target_selector(ctx, sks).await?;
+        let services = ctx.lister::<Service>(&namespace);
         let private = make_private_service(sks, selector);
         reconcile_service(&services, sks, private, now).await?;
         let public = make_public_service(sks);
         reconcile_service(&services, sks, public, now).await?;
 
-        let endpoints = Api::<Endpoints>::namespaced(client.clone(), &namespace);
+        let endpoints = ctx.lister::<Endpoints>(&namespace);
         let private_endpoints = endpoints
-            .get_opt(&private_service_name(sks))
+            .get(&private_service_name(sks))
             .await
             .map_err(|e| api_failure("get", "Endpoints", &private_service_name(sks), e))?;
         let mode = sks
@@ -257,9 +249,10 @@ impl Reconciler<ServerlessService> for ServerlessServiceReconciler {
 /// The pod selector of the ServerlessService's scale target (`spec.selector.matchLabels` of a
 /// Deployment or any resource shaped like one).
 async fn scale_target_selector(
-    client: &Client,
+    ctx: &Context,
     sks: &ServerlessService,
 ) -> Result<BTreeMap<String, String>, ReconcileError> {
+    let client = ctx.client();
     let target = &sks.spec.object_ref;
     let name = target.name.clone().unwrap_or_default();
     let namespace = sks.namespace().unwrap_or_default();
@@ -267,8 +260,9 @@ async fn scale_target_selector(
     let kind = target.kind.as_deref().unwrap_or("Deployment");
     let not_found = || ReconcileError::transient(format!("scale target {kind} {name:?} not found"));
     let selector = if api_version == "apps/v1" && kind == "Deployment" {
-        let deployment = Api::<Deployment>::namespaced(client.clone(), &namespace)
-            .get_opt(&name)
+        let deployment = ctx
+            .lister::<Deployment>(&namespace)
+            .get(&name)
             .await
             .map_err(|e| api_failure("get", "scale target", &name, e))?
             .ok_or_else(not_found)?;
@@ -298,14 +292,15 @@ async fn scale_target_selector(
 
 /// Creates `want`, or puts the fields we own back when they differ.
 async fn reconcile_service(
-    api: &Api<Service>,
+    services: &Lister<Service>,
     sks: &mut ServerlessService,
     want: Service,
     now: Timestamp,
 ) -> Result<Service, ReconcileError> {
     let name = want.name_any();
-    match api
-        .get_opt(&name)
+    let api = services.api();
+    match services
+        .get(&name)
         .await
         .map_err(|e| api_failure("get", "Service", &name, e))?
     {
@@ -339,14 +334,15 @@ async fn reconcile_service(
 
 /// Creates the public Endpoints, or replaces their subsets when they differ.
 async fn reconcile_endpoints(
-    api: &Api<Endpoints>,
+    endpoints: &Lister<Endpoints>,
     sks: &mut ServerlessService,
     want: Endpoints,
     now: Timestamp,
 ) -> Result<Endpoints, ReconcileError> {
     let name = want.name_any();
-    match api
-        .get_opt(&name)
+    let api = endpoints.api();
+    match endpoints
+        .get(&name)
         .await
         .map_err(|e| api_failure("get", "Endpoints", &name, e))?
     {

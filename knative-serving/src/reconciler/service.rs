@@ -15,12 +15,18 @@
 //! not retried until it changes.
 //!
 //! ```no_run
-//! use knative_core::reconciler::Driver;
+//! use knative_core::reconciler::{Caches, Driver};
 //! use knative_serving::reconciler::service::ServiceReconciler;
 //!
 //! # async fn run(client: kube::Client) {
-//! let watches = ServiceReconciler::watches(client.clone(), None);
-//! Driver::new(client, ServiceReconciler::new()).run_with(watches).await.unwrap();
+//! // The process's shared informers, in all namespaces.
+//! let caches = Caches::new(client.clone(), None);
+//! let watches = ServiceReconciler::watches(&caches);
+//! Driver::new(client, ServiceReconciler::new())
+//!     .with_caches(caches)
+//!     .run_with(watches)
+//!     .await
+//!     .unwrap();
 //! # }
 //! ```
 
@@ -31,14 +37,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use knative_core::apis::{
     CONDITION_READY, ConditionManager, ConditionStatus, KnativeObject, Status,
 };
-use knative_core::reconciler::{Context, ReconcileError, Reconciler};
+use knative_core::reconciler::cache::Cacheable;
+use knative_core::reconciler::{Caches, Context, Lister, ReconcileError, Reconciler};
+use kube::ResourceExt;
 use kube::api::PostParams;
 use kube::runtime::Controller;
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::apis::serving::v1::{
     SERVICE_CONDITION_CONFIGURATIONS_READY, SERVICE_CONDITION_ROUTES_READY,
@@ -66,23 +71,14 @@ impl ServiceReconciler {
     }
 
     /// What the controller should watch besides Services: the Configurations and Routes they
-    /// control (in `namespace`, or all namespaces), so that their status reaches the Service
-    /// at once. Pass it to `Driver::run_with`.
-    pub fn watches(
-        client: Client,
-        namespace: Option<String>,
-    ) -> impl Fn(Controller<Service>) -> Controller<Service> {
+    /// control, from the shared informers of `caches`, so that their status reaches the
+    /// Service at once. Pass it to `Driver::run_with`.
+    pub fn watches(caches: &Caches) -> impl Fn(Controller<Service>) -> Controller<Service> + use<> {
+        let caches = caches.clone();
         move |controller| {
-            let (configs, routes): (Api<Configuration>, Api<Route>) = match &namespace {
-                Some(ns) => (
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                ),
-                None => (Api::all(client.clone()), Api::all(client.clone())),
-            };
             controller
-                .owns(configs, watcher::Config::default())
-                .owns(routes, watcher::Config::default())
+                .owns_stream(caches.changes::<Configuration>())
+                .owns_stream(caches.changes::<Route>())
         }
     }
 }
@@ -95,10 +91,8 @@ impl Reconciler<Service> for ServiceReconciler {
         ctx: &Context,
     ) -> Result<(), ReconcileError> {
         let namespace = service.namespace().unwrap_or_default();
-        let client = ctx.client();
-
         let desired = make_configuration(service);
-        let configs: Api<Configuration> = Api::namespaced(client.clone(), &namespace);
+        let configs = ctx.lister::<Configuration>(&namespace);
         let config = reconcile_child(
             service,
             ctx,
@@ -127,24 +121,22 @@ impl Reconciler<Service> for ServiceReconciler {
             propagate_configuration_status(service, ctx, &config);
         }
 
-        if let Some(name) = template_name(&config) {
-            let revisions: Api<Revision> = Api::namespaced(client.clone(), &namespace);
-            if let Some(rev) = revisions.get_opt(name).await?
-                && name_taken(&config, &rev)
-            {
-                service.manage_conditions(ctx.now()).mark_false(
-                    SERVICE_CONDITION_ROUTES_READY,
-                    "RevisionNameTaken",
-                    &format!(
-                        "The revision name {name:?} is taken by a conflicting Revision, so traffic will not be migrated"
-                    ),
-                );
-                return Ok(());
-            }
+        if let Some(name) = template_name(&config)
+            && let Some(rev) = ctx.lister::<Revision>(&namespace).get(name).await?
+            && name_taken(&config, &rev)
+        {
+            service.manage_conditions(ctx.now()).mark_false(
+                SERVICE_CONDITION_ROUTES_READY,
+                "RevisionNameTaken",
+                &format!(
+                    "The revision name {name:?} is taken by a conflicting Revision, so traffic will not be migrated"
+                ),
+            );
+            return Ok(());
         }
 
         let desired = make_route(service);
-        let routes: Api<Route> = Api::namespaced(client.clone(), &namespace);
+        let routes = ctx.lister::<Route>(&namespace);
         let route = reconcile_child(
             service,
             ctx,
@@ -237,19 +229,20 @@ pub fn make_route(service: &Service) -> Route {
 async fn reconcile_child<K, S>(
     service: &mut Service,
     ctx: &Context,
-    api: &Api<K>,
+    children: &Lister<K>,
     desired: K,
     condition: &str,
     spec: impl Fn(&K) -> &S,
     from_existing: impl Fn(&K, &mut K),
 ) -> Result<K, ReconcileError>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K: Cacheable + Serialize,
     S: PartialEq,
 {
     let kind = K::kind(&());
     let name = desired.name_any();
-    let Some(existing) = api.get_opt(&name).await? else {
+    let api = children.api();
+    let Some(existing) = children.get(&name).await? else {
         return match api.create(&PostParams::default(), &desired).await {
             Ok(created) => {
                 ctx.publish(

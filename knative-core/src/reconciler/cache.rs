@@ -1,0 +1,519 @@
+//! Shared informers: one watch per kind for the whole process, a cache of what it saw, and
+//! [`Lister`]s that read through that cache — what Knative's reconcilers get from their shared
+//! informer factory.
+//!
+//! A [`Driver`](super::Driver) given [`Caches`] takes the objects it reconciles from the
+//! informer of its kind, and the controllers' watches of other kinds subscribe to theirs with
+//! [`Caches::changes`]: a Configuration pass then reads its Revisions from the Revision informer's
+//! cache instead of asking the API server on every pass, and one watch of Revisions serves every
+//! controller that needs them.
+//!
+//! A controller is told about a change only after the informer's cache holds it, so a pass
+//! triggered by a child's change reads that change (or a newer one) from the cache. What a
+//! [`Lister`] finds may still be slightly old when the pass was triggered by something else, as
+//! with Knative's listers: a write based on it is guarded by its `resourceVersion` and conflicts
+//! rather than overwrite. What it does not find is looked up on the API server, so a child
+//! created by the previous pass is never created twice because the cache had not seen it yet.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use futures::{FutureExt, Stream, StreamExt};
+use kube::api::ListParams;
+use kube::core::NamespaceResourceScope;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+
+/// What a cacheable kind must be: a namespaced Kubernetes resource.
+pub trait Cacheable:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Cacheable for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// How many changes a slow subscriber may fall behind before it is handed the whole cache
+/// again (as a resync) instead of the changes it missed.
+const CHANGES_BUFFER: usize = 1024;
+
+/// The informer of one kind: its cache, the channel its changes are announced on once the cache
+/// holds them, and the task that watches.
+struct Informer<K: Cacheable> {
+    store: Store<K>,
+    changes: broadcast::Sender<Arc<K>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<K: Cacheable> Drop for Informer<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Inner {
+    client: Client,
+    namespace: Option<String>,
+    informers: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+/// The shared informers of one process, started per kind on first use; cheap to clone (clones
+/// share the informers). The watches stop when the last clone is dropped.
+#[derive(Clone)]
+pub struct Caches {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Caches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds = self
+            .inner
+            .informers
+            .lock()
+            .map(|i| i.len())
+            .unwrap_or_default();
+        f.debug_struct("Caches")
+            .field("namespace", &self.inner.namespace)
+            .field("kinds", &kinds)
+            .finish()
+    }
+}
+
+impl Caches {
+    /// Informers of the objects in `namespace` (`None`: all namespaces), watching with `client`.
+    /// Give the drivers that share them the same namespace.
+    pub fn new(client: Client, namespace: Option<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                namespace,
+                informers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The client the informers watch with.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The namespace the informers watch (`None`: all namespaces).
+    pub fn namespace(&self) -> Option<&str> {
+        self.inner.namespace.as_deref()
+    }
+
+    /// The informer of `K`, started (in a task of the current Tokio runtime) on first use. Its
+    /// watch is never filtered: a [`Lister`] takes what the cache holds for all there is.
+    fn informer<K: Cacheable>(&self) -> Arc<Informer<K>> {
+        let mut informers = self
+            .inner
+            .informers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = informers
+            .get(&TypeId::of::<K>())
+            .and_then(|i| Arc::clone(i).downcast::<Informer<K>>().ok())
+        {
+            return found;
+        }
+        let api: Api<K> = match &self.inner.namespace {
+            Some(ns) => Api::namespaced(self.inner.client.clone(), ns),
+            None => Api::all(self.inner.client.clone()),
+        };
+        let (store, writer) = reflector::store();
+        let (changes, _) = broadcast::channel(CHANGES_BUFFER);
+        let announce = changes.clone();
+        // The reflector applies each event to the cache before it passes the event on: a
+        // subscriber hears of a change only once the cache holds it.
+        let events = reflector(
+            writer,
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|o: &mut K| {
+                    // No reconciler reads them, and they are often the larger part of an object.
+                    o.meta_mut().managed_fields = None;
+                }),
+        )
+        .touched_objects();
+        let task = tokio::spawn(async move {
+            let mut events = std::pin::pin!(events);
+            while let Some(event) = events.next().await {
+                match event {
+                    // Nobody listening is fine: subscribers start from the cache.
+                    Ok(object) => drop(announce.send(Arc::new(object))),
+                    Err(err) => {
+                        tracing::debug!(kind = %K::kind(&()), %err, "informer watch failed; retrying")
+                    }
+                }
+            }
+        });
+        let informer = Arc::new(Informer {
+            store,
+            changes,
+            task,
+        });
+        informers.insert(
+            TypeId::of::<K>(),
+            Arc::clone(&informer) as Arc<dyn Any + Send + Sync>,
+        );
+        informer
+    }
+
+    /// The cache of every `K` (starting its informer if need be).
+    pub fn store<K: Cacheable>(&self) -> Store<K> {
+        self.informer::<K>().store.clone()
+    }
+
+    /// Every `K` the informer holds when this is called, then every change (added, modified or
+    /// deleted objects, each once the cache holds it): the stream to trigger a controller with
+    /// (`Controller::for_stream`, `owns_stream`, `watches_stream`). A subscriber that falls
+    /// more than a thousand changes behind gets the whole cache again.
+    pub fn changes<K: Cacheable>(
+        &self,
+    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+        let informer = self.informer::<K>();
+        let receiver = informer.changes.subscribe();
+        let store = informer.store.clone();
+        drop(informer);
+        let initial = current(&store);
+        futures::stream::unfold(
+            (receiver, store, initial),
+            |(mut receiver, store, mut pending)| async move {
+                loop {
+                    if let Some(object) = pending.pop_front() {
+                        return Some((Ok(object), (receiver, store, pending)));
+                    }
+                    match receiver.recv().await {
+                        Ok(object) => {
+                            return Some((Ok((*object).clone()), (receiver, store, pending)));
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => pending = current(&store),
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            },
+        )
+    }
+
+    /// A [`Lister`] of the `K`s in `namespace`, reading through the cache of `K` when an
+    /// informer of `K` has been started (by a driver or a subscriber), has filled its cache and
+    /// covers `namespace`; it never starts one.
+    pub fn lister<K: Cacheable>(&self, namespace: &str) -> Lister<K> {
+        Lister {
+            api: Api::namespaced(self.inner.client.clone(), namespace),
+            store: self.ready_store(namespace),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    fn ready_store<K: Cacheable>(&self, namespace: &str) -> Option<Store<K>> {
+        if self.namespace().is_some_and(|ns| ns != namespace) {
+            return None;
+        }
+        let informers = self
+            .inner
+            .informers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let informer = informers
+            .get(&TypeId::of::<K>())?
+            .downcast_ref::<Informer<K>>()?;
+        let ready = informer.store.wait_until_ready().now_or_never();
+        matches!(ready, Some(Ok(()))).then(|| informer.store.clone())
+    }
+}
+
+/// What `store` holds now, if it has been filled (before that, the initial list reaches
+/// subscribers as changes).
+fn current<K: Cacheable>(store: &Store<K>) -> VecDeque<K> {
+    match store.wait_until_ready().now_or_never() {
+        Some(Ok(())) => store.state().iter().map(|o| (**o).clone()).collect(),
+        _ => VecDeque::new(),
+    }
+}
+
+/// Reads the `K`s of one namespace: from a watch cache when the process has one, else (and for
+/// what the cache does not hold) from the API server.
+pub struct Lister<K: Cacheable> {
+    api: Api<K>,
+    store: Option<Store<K>>,
+    namespace: String,
+}
+
+impl<K: Cacheable> fmt::Debug for Lister<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lister")
+            .field("namespace", &self.namespace)
+            .field("cached", &self.store.is_some())
+            .finish()
+    }
+}
+
+impl<K: Cacheable> Lister<K> {
+    /// A lister without a cache: every read goes to the API server.
+    pub fn uncached(client: Client, namespace: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            store: None,
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// The API of the `K`s of this namespace, for writes.
+    pub fn api(&self) -> &Api<K> {
+        &self.api
+    }
+
+    /// Whether reads are served from a cache.
+    pub fn is_cached(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// The object named `name`: the cache's copy, or the API server's when the cache has none.
+    ///
+    /// # Errors
+    /// When the API server fails to answer.
+    pub async fn get(&self, name: &str) -> Result<Option<K>, kube::Error> {
+        if let Some(store) = &self.store
+            && let Some(found) = store.get(&ObjectRef::new(name).within(&self.namespace))
+        {
+            return Ok(Some((*found).clone()));
+        }
+        self.api.get_opt(name).await
+    }
+
+    /// The objects whose labels include every `(key, value)` of `labels`: the cache's when it
+    /// has any, else the API server's (served from its watch cache).
+    ///
+    /// # Errors
+    /// When the API server fails to answer.
+    pub async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<K>, kube::Error> {
+        if let Some(store) = &self.store {
+            let found: Vec<K> = store
+                .state_filter(|o| {
+                    o.meta().namespace.as_deref() == Some(self.namespace.as_str())
+                        && has_labels(o.meta().labels.as_ref(), labels)
+                })
+                .into_iter()
+                .map(|o| (*o).clone())
+                .collect();
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        let selector = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(self
+            .api
+            .list(&ListParams::default().match_any().labels(&selector))
+            .await?
+            .items)
+    }
+}
+
+fn has_labels(
+    have: Option<&std::collections::BTreeMap<String, String>>,
+    want: &[(&str, &str)],
+) -> bool {
+    want.iter()
+        .all(|(k, v)| have.and_then(|h| h.get(*k)).map(String::as_str) == Some(*v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+
+    impl Caches {
+        /// Installs `store` as the informer of `K`, fed by the test rather than a watch.
+        fn install<K: Cacheable>(&self, store: Store<K>) -> broadcast::Sender<Arc<K>> {
+            let (changes, _) = broadcast::channel(4);
+            let informer = Arc::new(Informer {
+                store,
+                changes: changes.clone(),
+                task: tokio::spawn(async {}),
+            });
+            self.inner
+                .informers
+                .lock()
+                .unwrap()
+                .insert(TypeId::of::<K>(), informer as Arc<dyn Any + Send + Sync>);
+            changes
+        }
+    }
+
+    fn config_map(namespace: &str, name: &str, labels: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        }
+    }
+
+    /// Caches whose client fails every request: a lister that reaches it did not use its cache.
+    fn unreachable(namespace: Option<&str>) -> Caches {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        Caches::new(
+            Client::try_from(config).unwrap(),
+            namespace.map(str::to_owned),
+        )
+    }
+
+    fn filled(objects: Vec<ConfigMap>) -> (Store<ConfigMap>, Writer<ConfigMap>) {
+        let (reader, mut writer) = reflector::store();
+        writer.apply_watcher_event(&Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        (reader, writer)
+    }
+
+    fn names(objects: &[ConfigMap]) -> Vec<String> {
+        let mut names: Vec<_> = objects
+            .iter()
+            .filter_map(|o| o.metadata.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_lister_reads_a_cached_object_without_asking_the_api_server() {
+        let caches = unreachable(None);
+        let (store, _writer) = filled(vec![config_map("ns", "a", &[])]);
+        caches.install(store);
+        let lister = caches.lister::<ConfigMap>("ns");
+        assert!(lister.is_cached());
+        let found = lister.get("a").await.unwrap().unwrap();
+        assert_eq!(found.metadata.name.as_deref(), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn a_lister_asks_the_api_server_for_what_the_cache_lacks() {
+        let caches = unreachable(None);
+        let (store, _writer) = filled(vec![config_map("ns", "a", &[])]);
+        caches.install(store);
+        let lister = caches.lister::<ConfigMap>("ns");
+        assert!(lister.get("b").await.is_err(), "expected an API request");
+        assert!(lister.get("a").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_cached_list_keeps_the_namespace_and_every_label() {
+        let caches = unreachable(None);
+        let (store, _writer) = filled(vec![
+            config_map("ns", "match", &[("app", "x"), ("tier", "web")]),
+            config_map("ns", "one-label", &[("app", "x")]),
+            config_map("other", "elsewhere", &[("app", "x"), ("tier", "web")]),
+        ]);
+        caches.install(store);
+        let lister = caches.lister::<ConfigMap>("ns");
+        let found = lister.list(&[("app", "x"), ("tier", "web")]).await.unwrap();
+        assert_eq!(names(&found), ["match"]);
+    }
+
+    #[tokio::test]
+    async fn an_empty_cached_list_is_checked_with_the_api_server() {
+        let caches = unreachable(None);
+        let (store, _writer) = filled(vec![config_map("ns", "a", &[("app", "x")])]);
+        caches.install(store);
+        let lister = caches.lister::<ConfigMap>("ns");
+        assert!(lister.list(&[("app", "y")]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_cache_not_yet_filled_is_not_used() {
+        let caches = unreachable(None);
+        let (store, _writer) = reflector::store::<ConfigMap>();
+        caches.install(store);
+        assert!(!caches.lister::<ConfigMap>("ns").is_cached());
+    }
+
+    #[tokio::test]
+    async fn a_lister_never_starts_an_informer() {
+        let caches = unreachable(None);
+        assert!(!caches.lister::<ConfigMap>("ns").is_cached());
+        assert!(caches.inner.informers.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn caches_of_one_namespace_serve_no_other() {
+        let caches = unreachable(Some("mine"));
+        let (store, _writer) = filled(vec![]);
+        caches.install(store);
+        assert!(caches.lister::<ConfigMap>("mine").is_cached());
+        assert!(!caches.lister::<ConfigMap>("other").is_cached());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_gets_what_the_cache_holds_then_each_change() {
+        let caches = unreachable(None);
+        let (store, _writer) = filled(vec![config_map("ns", "a", &[])]);
+        let announce = caches.install(store);
+        let mut changes = std::pin::pin!(caches.changes::<ConfigMap>());
+        let first = changes.next().await.unwrap().unwrap();
+        assert_eq!(first.metadata.name.as_deref(), Some("a"));
+        announce.send(Arc::new(config_map("ns", "b", &[]))).unwrap();
+        let second = changes.next().await.unwrap().unwrap();
+        assert_eq!(second.metadata.name.as_deref(), Some("b"));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_gets_the_whole_cache_again() {
+        let caches = unreachable(None);
+        let (store, _writer) = filled(vec![config_map("ns", "a", &[]), config_map("ns", "b", &[])]);
+        let announce = caches.install(store);
+        let mut changes = std::pin::pin!(caches.changes::<ConfigMap>());
+        let initial = vec![
+            changes.next().await.unwrap().unwrap(),
+            changes.next().await.unwrap().unwrap(),
+        ];
+        assert_eq!(names(&initial), ["a", "b"]);
+        // The test channel holds 4 changes: 6 overflow it.
+        for i in 0..6 {
+            announce
+                .send(Arc::new(config_map("ns", &format!("c{i}"), &[])))
+                .unwrap();
+        }
+        let resync = vec![
+            changes.next().await.unwrap().unwrap(),
+            changes.next().await.unwrap().unwrap(),
+        ];
+        assert_eq!(names(&resync), ["a", "b"]);
+    }
+}
