@@ -141,9 +141,7 @@ impl Caches {
         };
         let (store, writer) = reflector::store();
         let (changes, _) = broadcast::channel(CHANGES_BUFFER);
-        let announce = changes.clone();
-        // The reflector applies each event to the cache before it passes the event on: a
-        // subscriber hears of a change only once the cache holds it.
+        // The reflector applies each event to the cache before it passes the event on.
         let events = reflector(
             writer,
             watcher(api, watcher::Config::default())
@@ -152,20 +150,8 @@ impl Caches {
                     // No reconciler reads them, and they are often the larger part of an object.
                     o.meta_mut().managed_fields = None;
                 }),
-        )
-        .touched_objects();
-        let task = tokio::spawn(async move {
-            let mut events = std::pin::pin!(events);
-            while let Some(event) = events.next().await {
-                match event {
-                    // Nobody listening is fine: subscribers start from the cache.
-                    Ok(object) => drop(announce.send(Arc::new(object))),
-                    Err(err) => {
-                        tracing::debug!(kind = %K::kind(&()), %err, "informer watch failed; retrying")
-                    }
-                }
-            }
-        });
+        );
+        let task = tokio::spawn(announce(events, store.clone(), changes.clone()));
         let informer = Arc::new(Informer {
             store,
             changes,
@@ -183,8 +169,8 @@ impl Caches {
         self.informer::<K>().store.clone()
     }
 
-    /// Every `K` the informer holds when this is called, then every change (added, modified or
-    /// deleted objects, each once the cache holds it): the stream to trigger a controller with
+    /// Every `K` the informer holds once it has filled its cache, then every change (added,
+    /// modified or deleted objects, each once the cache holds it): the stream to trigger a controller with
     /// (`Controller::for_stream`, `owns_stream`, `watches_stream`). A subscriber that falls
     /// more than a thousand changes behind gets the whole cache again.
     pub fn changes<K: Cacheable>(
@@ -194,19 +180,27 @@ impl Caches {
         let receiver = informer.changes.subscribe();
         let store = informer.store.clone();
         drop(informer);
-        let initial = current(&store);
+        // Subscribed before the cache is read: what changes after that is heard of, at worst
+        // twice.
         futures::stream::unfold(
-            (receiver, store, initial),
-            |(mut receiver, store, mut pending)| async move {
+            (receiver, store, None),
+            |(mut receiver, store, pending)| async move {
+                let mut pending = match pending {
+                    Some(pending) => pending,
+                    None => current(&store).await,
+                };
                 loop {
                     if let Some(object) = pending.pop_front() {
-                        return Some((Ok(object), (receiver, store, pending)));
+                        return Some((Ok(object), (receiver, store, Some(pending))));
                     }
                     match receiver.recv().await {
                         Ok(object) => {
-                            return Some((Ok((*object).clone()), (receiver, store, pending)));
+                            let object = (*object).clone();
+                            return Some((Ok(object), (receiver, store, Some(pending))));
                         }
-                        Err(broadcast::error::RecvError::Lagged(_)) => pending = current(&store),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            pending = current(&store).await;
+                        }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
                 }
@@ -242,12 +236,53 @@ impl Caches {
     }
 }
 
-/// What `store` holds now, if it has been filled (before that, the initial list reaches
-/// subscribers as changes).
-fn current<K: Cacheable>(store: &Store<K>) -> VecDeque<K> {
-    match store.wait_until_ready().now_or_never() {
-        Some(Ok(())) => store.state().iter().map(|o| (**o).clone()).collect(),
-        _ => VecDeque::new(),
+/// Announces each change of the watch once `store` holds it: an added, modified or deleted
+/// object as it comes; a (re)list, which the store takes in all at once at its end, as every
+/// object it holds then and every object it held before that is gone.
+async fn announce<K: Cacheable>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    store: Store<K>,
+    changes: broadcast::Sender<Arc<K>>,
+) {
+    let mut events = std::pin::pin!(events);
+    let mut before: Vec<Arc<K>> = Vec::new();
+    // Nobody listening is fine: subscribers start from the cache.
+    let send = |object: Arc<K>| drop(changes.send(object));
+    while let Some(event) = events.next().await {
+        match event {
+            // The store's own copy, rather than a second one in the channel.
+            Ok(watcher::Event::Apply(object)) => {
+                send(
+                    store
+                        .get(&ObjectRef::from_obj(&object))
+                        .unwrap_or_else(|| Arc::new(object)),
+                );
+            }
+            Ok(watcher::Event::Delete(object)) => send(Arc::new(object)),
+            Ok(watcher::Event::Init) => before = store.state(),
+            Ok(watcher::Event::InitApply(_)) => {}
+            Ok(watcher::Event::InitDone) => {
+                for object in store.state() {
+                    send(object);
+                }
+                for object in std::mem::take(&mut before) {
+                    if store.get(&ObjectRef::from_obj(&*object)).is_none() {
+                        send(object);
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::debug!(kind = %K::kind(&()), %err, "informer watch failed; retrying");
+            }
+        }
+    }
+}
+
+/// Everything `store` holds, once it has been filled.
+async fn current<K: Cacheable>(store: &Store<K>) -> VecDeque<K> {
+    match store.wait_until_ready().await {
+        Ok(()) => store.state().iter().map(|o| (**o).clone()).collect(),
+        Err(_) => VecDeque::new(),
     }
 }
 
@@ -515,5 +550,40 @@ mod tests {
             changes.next().await.unwrap().unwrap(),
         ];
         assert_eq!(names(&resync), ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_relist_is_announced_at_its_end_with_the_objects_it_dropped() {
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let (changes, mut heard) = broadcast::channel(16);
+        let events = futures::stream::iter(
+            [
+                Event::Init,
+                Event::InitApply(config_map("ns", "a", &[])),
+                Event::InitApply(config_map("ns", "b", &[])),
+                Event::InitDone,
+                Event::Apply(config_map("ns", "c", &[])),
+                // A relist after which "a" is gone.
+                Event::Init,
+                Event::InitApply(config_map("ns", "b", &[])),
+                Event::InitApply(config_map("ns", "c", &[])),
+                Event::InitDone,
+            ]
+            .map(Ok),
+        );
+        announce(reflector(writer, events), store, changes).await;
+        let mut batches = Vec::new();
+        while let Ok(object) = heard.try_recv() {
+            batches.push(object.metadata.name.clone().unwrap());
+        }
+        // The first list's objects in any order, then "c", then the relist's and the dropped one.
+        let (first, rest) = batches.split_at(2);
+        let mut first = first.to_vec();
+        first.sort();
+        assert_eq!(first, ["a", "b"]);
+        assert_eq!(rest[0], "c");
+        let mut relist = rest[1..].to_vec();
+        relist.sort();
+        assert_eq!(relist, ["a", "b", "c"]);
     }
 }
