@@ -46,6 +46,25 @@ async fn next_change_of(
     .expect("a change within the timeout")
 }
 
+/// Takes changes until every one of `names` was among them.
+async fn hear_of_all(
+    changes: &mut (
+             impl futures::Stream<Item = Result<ConfigMap, kube::runtime::watcher::Error>> + Unpin
+         ),
+    names: &[&str],
+) {
+    let mut missing: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    tokio::time::timeout(TIMEOUT, async {
+        while !missing.is_empty() {
+            if let Ok(object) = changes.next().await.expect("the stream goes on") {
+                missing.remove(object.name_any().as_str());
+            }
+        }
+    })
+    .await
+    .expect("every object heard of within the timeout");
+}
+
 #[tokio::test]
 async fn a_subscriber_hears_of_each_change_once_the_cache_holds_it() {
     let client = client().await;
@@ -58,33 +77,35 @@ async fn a_subscriber_hears_of_each_change_once_the_cache_holds_it() {
         .create(&PostParams::default(), &config_map("watched", "1"))
         .await
         .expect("create");
-    let heard = next_change_of(&mut changes, "watched").await;
-    assert_eq!(heard.resource_version(), created.resource_version());
     let lister = caches.lister::<ConfigMap>(&ns.name);
-    assert!(lister.is_cached(), "the informer's cache is filled");
-    let cached = lister.get("watched").await.expect("read").expect("cached");
-    assert_eq!(cached.resource_version(), created.resource_version());
+    let value_of = |o: &ConfigMap| -> u32 { o.data.as_ref().unwrap()["value"].parse().unwrap() };
 
-    // Each change in turn: whenever the subscriber hears of one, the cache already holds it
-    // (or a newer one).
+    // Each change in turn (a change may be heard of twice: once in the cache a subscriber
+    // starts from, once as it came): whenever the subscriber hears of one, the cache already
+    // holds it or a newer one.
+    let mut last = created;
     for value in 2..6 {
+        loop {
+            let heard = next_change_of(&mut changes, "watched").await;
+            let cached = lister.get("watched").await.expect("read").expect("cached");
+            assert!(lister.is_cached(), "the informer's cache is filled");
+            assert!(
+                value_of(&cached) >= value_of(&heard),
+                "the cache holds the change heard of"
+            );
+            assert!(
+                cached.metadata.managed_fields.is_none(),
+                "managedFields are not cached"
+            );
+            if heard.resource_version() == last.resource_version() {
+                break;
+            }
+        }
         let patch = serde_json::json!({"data": {"value": value.to_string()}});
-        let patched = api
+        last = api
             .patch("watched", &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .expect("patch");
-        let heard = next_change_of(&mut changes, "watched").await;
-        assert_eq!(heard.resource_version(), patched.resource_version());
-        let cached = lister.get("watched").await.expect("read").expect("cached");
-        assert_eq!(
-            cached.data.unwrap()["value"],
-            value.to_string(),
-            "the cache holds the change heard of"
-        );
-        assert!(
-            cached.metadata.managed_fields.is_none(),
-            "managedFields are not cached"
-        );
     }
 
     // A deletion is heard of once the object has left the cache; the lister then asks the API
@@ -92,8 +113,13 @@ async fn a_subscriber_hears_of_each_change_once_the_cache_holds_it() {
     api.delete("watched", &DeleteParams::default())
         .await
         .expect("delete");
-    next_change_of(&mut changes, "watched").await;
-    assert!(lister.get("watched").await.expect("read").is_none());
+    // (Earlier changes may still be queued: take changes until the cache has none.)
+    loop {
+        next_change_of(&mut changes, "watched").await;
+        if lister.get("watched").await.expect("read").is_none() {
+            break;
+        }
+    }
     ns.delete().await;
 }
 
@@ -109,13 +135,11 @@ async fn a_late_subscriber_starts_from_what_the_cache_holds() {
     }
     let caches = Caches::new(client.clone(), Some(ns.name.clone()));
     let mut first = Box::pin(caches.changes::<ConfigMap>());
-    next_change_of(&mut first, "one").await;
-    next_change_of(&mut first, "two").await;
+    hear_of_all(&mut first, &["one", "two"]).await;
 
     // The informer has listed everything; a second subscriber still hears of both objects.
     let mut second = Box::pin(caches.changes::<ConfigMap>());
-    next_change_of(&mut second, "one").await;
-    next_change_of(&mut second, "two").await;
+    hear_of_all(&mut second, &["one", "two"]).await;
     let listed = caches
         .lister::<ConfigMap>(&ns.name)
         .list(&[("app", "cache-test")])

@@ -20,14 +20,14 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use kube::api::ListParams;
 use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// What a cacheable kind must be: a namespaced Kubernetes resource.
 pub trait Cacheable:
@@ -60,6 +60,10 @@ const CHANGES_BUFFER: usize = 1024;
 /// holds them, and the task that watches.
 struct Informer<K: Cacheable> {
     store: Store<K>,
+    /// Whether the store has been filled. Tracked here rather than with
+    /// `Store::wait_until_ready`, whose future wakes only the last of several tasks waiting on
+    /// it (and the controller reading the store waits on it).
+    ready: watch::Receiver<bool>,
     changes: broadcast::Sender<Arc<K>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -141,6 +145,7 @@ impl Caches {
         };
         let (store, writer) = reflector::store();
         let (changes, _) = broadcast::channel(CHANGES_BUFFER);
+        let (filled, ready) = watch::channel(false);
         // The reflector applies each event to the cache before it passes the event on.
         let events = reflector(
             writer,
@@ -151,9 +156,10 @@ impl Caches {
                     o.meta_mut().managed_fields = None;
                 }),
         );
-        let task = tokio::spawn(announce(events, store.clone(), changes.clone()));
+        let task = tokio::spawn(announce(events, store.clone(), filled, changes.clone()));
         let informer = Arc::new(Informer {
             store,
+            ready,
             changes,
             task,
         });
@@ -178,7 +184,7 @@ impl Caches {
     ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
         let informer = self.informer::<K>();
         let receiver = informer.changes.subscribe();
-        let store = informer.store.clone();
+        let store = (informer.store.clone(), informer.ready.clone());
         drop(informer);
         // Subscribed before the cache is read: what changes after that is heard of, at worst
         // twice.
@@ -231,8 +237,7 @@ impl Caches {
         let informer = informers
             .get(&TypeId::of::<K>())?
             .downcast_ref::<Informer<K>>()?;
-        let ready = informer.store.wait_until_ready().now_or_never();
-        matches!(ready, Some(Ok(()))).then(|| informer.store.clone())
+        (*informer.ready.borrow()).then(|| informer.store.clone())
     }
 }
 
@@ -242,6 +247,7 @@ impl Caches {
 async fn announce<K: Cacheable>(
     events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     store: Store<K>,
+    filled: watch::Sender<bool>,
     changes: broadcast::Sender<Arc<K>>,
 ) {
     let mut events = std::pin::pin!(events);
@@ -262,6 +268,7 @@ async fn announce<K: Cacheable>(
             Ok(watcher::Event::Init) => before = store.state(),
             Ok(watcher::Event::InitApply(_)) => {}
             Ok(watcher::Event::InitDone) => {
+                filled.send_replace(true);
                 for object in store.state() {
                     send(object);
                 }
@@ -278,10 +285,12 @@ async fn announce<K: Cacheable>(
     }
 }
 
-/// Everything `store` holds, once it has been filled.
-async fn current<K: Cacheable>(store: &Store<K>) -> VecDeque<K> {
-    match store.wait_until_ready().await {
-        Ok(()) => store.state().iter().map(|o| (**o).clone()).collect(),
+/// Everything the store holds, once it has been filled.
+async fn current<K: Cacheable>((store, ready): &(Store<K>, watch::Receiver<bool>)) -> VecDeque<K> {
+    let mut ready = ready.clone();
+    match ready.wait_for(|filled| *filled).await {
+        Ok(_) => store.state().iter().map(|o| (**o).clone()).collect(),
+        // The informer stopped before it filled its cache.
         Err(_) => VecDeque::new(),
     }
 }
@@ -386,10 +395,15 @@ mod tests {
 
     impl Caches {
         /// Installs `store` as the informer of `K`, fed by the test rather than a watch.
-        fn install<K: Cacheable>(&self, store: Store<K>) -> broadcast::Sender<Arc<K>> {
+        fn install<K: Cacheable>(
+            &self,
+            store: Store<K>,
+            filled: bool,
+        ) -> broadcast::Sender<Arc<K>> {
             let (changes, _) = broadcast::channel(4);
             let informer = Arc::new(Informer {
                 store,
+                ready: watch::channel(filled).1,
                 changes: changes.clone(),
                 task: tokio::spawn(async {}),
             });
@@ -451,7 +465,7 @@ mod tests {
     async fn a_lister_reads_a_cached_object_without_asking_the_api_server() {
         let caches = unreachable(None);
         let (store, _writer) = filled(vec![config_map("ns", "a", &[])]);
-        caches.install(store);
+        caches.install(store, true);
         let lister = caches.lister::<ConfigMap>("ns");
         assert!(lister.is_cached());
         let found = lister.get("a").await.unwrap().unwrap();
@@ -462,7 +476,7 @@ mod tests {
     async fn a_lister_asks_the_api_server_for_what_the_cache_lacks() {
         let caches = unreachable(None);
         let (store, _writer) = filled(vec![config_map("ns", "a", &[])]);
-        caches.install(store);
+        caches.install(store, true);
         let lister = caches.lister::<ConfigMap>("ns");
         assert!(lister.get("b").await.is_err(), "expected an API request");
         assert!(lister.get("a").await.is_ok());
@@ -476,7 +490,7 @@ mod tests {
             config_map("ns", "one-label", &[("app", "x")]),
             config_map("other", "elsewhere", &[("app", "x"), ("tier", "web")]),
         ]);
-        caches.install(store);
+        caches.install(store, true);
         let lister = caches.lister::<ConfigMap>("ns");
         let found = lister.list(&[("app", "x"), ("tier", "web")]).await.unwrap();
         assert_eq!(names(&found), ["match"]);
@@ -486,7 +500,7 @@ mod tests {
     async fn an_empty_cached_list_is_checked_with_the_api_server() {
         let caches = unreachable(None);
         let (store, _writer) = filled(vec![config_map("ns", "a", &[("app", "x")])]);
-        caches.install(store);
+        caches.install(store, true);
         let lister = caches.lister::<ConfigMap>("ns");
         assert!(lister.list(&[("app", "y")]).await.is_err());
     }
@@ -495,7 +509,7 @@ mod tests {
     async fn a_cache_not_yet_filled_is_not_used() {
         let caches = unreachable(None);
         let (store, _writer) = reflector::store::<ConfigMap>();
-        caches.install(store);
+        caches.install(store, false);
         assert!(!caches.lister::<ConfigMap>("ns").is_cached());
     }
 
@@ -510,7 +524,7 @@ mod tests {
     async fn caches_of_one_namespace_serve_no_other() {
         let caches = unreachable(Some("mine"));
         let (store, _writer) = filled(vec![]);
-        caches.install(store);
+        caches.install(store, true);
         assert!(caches.lister::<ConfigMap>("mine").is_cached());
         assert!(!caches.lister::<ConfigMap>("other").is_cached());
     }
@@ -519,7 +533,7 @@ mod tests {
     async fn a_subscriber_gets_what_the_cache_holds_then_each_change() {
         let caches = unreachable(None);
         let (store, _writer) = filled(vec![config_map("ns", "a", &[])]);
-        let announce = caches.install(store);
+        let announce = caches.install(store, true);
         let mut changes = std::pin::pin!(caches.changes::<ConfigMap>());
         let first = changes.next().await.unwrap().unwrap();
         assert_eq!(first.metadata.name.as_deref(), Some("a"));
@@ -532,7 +546,7 @@ mod tests {
     async fn a_subscriber_that_falls_behind_gets_the_whole_cache_again() {
         let caches = unreachable(None);
         let (store, _writer) = filled(vec![config_map("ns", "a", &[]), config_map("ns", "b", &[])]);
-        let announce = caches.install(store);
+        let announce = caches.install(store, true);
         let mut changes = std::pin::pin!(caches.changes::<ConfigMap>());
         let initial = vec![
             changes.next().await.unwrap().unwrap(),
@@ -556,6 +570,7 @@ mod tests {
     async fn a_relist_is_announced_at_its_end_with_the_objects_it_dropped() {
         let (store, writer) = reflector::store::<ConfigMap>();
         let (changes, mut heard) = broadcast::channel(16);
+        let (filled, ready) = watch::channel(false);
         let events = futures::stream::iter(
             [
                 Event::Init,
@@ -571,7 +586,8 @@ mod tests {
             ]
             .map(Ok),
         );
-        announce(reflector(writer, events), store, changes).await;
+        announce(reflector(writer, events), store, filled, changes).await;
+        assert!(*ready.borrow(), "the store is filled");
         let mut batches = Vec::new();
         while let Ok(object) = heard.try_recv() {
             batches.push(object.metadata.name.clone().unwrap());
