@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
+use knative_core::reconciler::cache::Cacheable;
+use knative_core::reconciler::{Context, Lister};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Map, Value, json};
 
@@ -113,12 +115,12 @@ pub fn metadata_patch(
 /// them: every target of its status and spec traffic; a Revision's controlling Configuration;
 /// a `latestRevision` target's latest created Revision. Those that do not exist are left out.
 async fn referenced(
-    client: &Client,
+    ctx: &Context,
     route: &Route,
 ) -> Result<(Vec<Revision>, Vec<Configuration>), kube::Error> {
     let namespace = route.namespace().unwrap_or_default();
-    let revisions: Api<Revision> = Api::namespaced(client.clone(), &namespace);
-    let configs: Api<Configuration> = Api::namespaced(client.clone(), &namespace);
+    let revisions = ctx.lister::<Revision>(&namespace);
+    let configs = ctx.lister::<Configuration>(&namespace);
     let status_traffic = route
         .status
         .as_ref()
@@ -156,18 +158,19 @@ async fn referenced(
     Ok((revs, cfgs))
 }
 
-/// `name` from `found` if already fetched, else from the API server (remembered in `found`).
-async fn find<K>(api: &Api<K>, found: &mut Vec<K>, name: &str) -> Result<Option<K>, kube::Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
+/// `name` from `found` if already read, else through `lister` (remembered in `found`).
+async fn find<K: Cacheable>(
+    lister: &Lister<K>,
+    found: &mut Vec<K>,
+    name: &str,
+) -> Result<Option<K>, kube::Error> {
     if let Some(k) = found
         .iter()
         .find(|k| k.meta().name.as_deref() == Some(name))
     {
         return Ok(Some(k.clone()));
     }
-    let got = api.get_opt(name).await?;
+    let got = lister.get(name).await?;
     if let Some(k) = &got {
         found.push(k.clone());
     }
@@ -205,17 +208,14 @@ impl Labeler {
         Self::default()
     }
 
-    /// Labels what `route` refers to and unlabels what it referred to before.
+    /// Labels what `route` refers to and unlabels what it referred to before, in the pass of
+    /// `ctx` (reading what it refers to through its listers).
     ///
     /// # Errors
     /// When the API server refuses a read or a patch (the pass is retried).
-    pub async fn sync(
-        &self,
-        client: &Client,
-        route: &Route,
-        now: Timestamp,
-    ) -> Result<(), kube::Error> {
-        let (revisions, configs) = referenced(client, route).await?;
+    pub async fn sync(&self, ctx: &Context, route: &Route) -> Result<(), kube::Error> {
+        let (client, now) = (ctx.client(), ctx.now());
+        let (revisions, configs) = referenced(ctx, route).await?;
         let name = route.name_any();
         let namespace = route.namespace().unwrap_or_default();
         self.scan_once(client, &namespace).await?;

@@ -219,7 +219,7 @@ impl Reconciler<Route> for RouteReconciler {
     async fn reconcile_kind(&self, route: &mut Route, ctx: &Context) -> Result<(), ReconcileError> {
         let next_step = self.reconcile_route(route, ctx).await?;
         // Knative's labeler: mark what this Route uses (after the status traffic is known).
-        self.labeler.sync(ctx.client(), route, ctx.now()).await?;
+        self.labeler.sync(ctx, route).await?;
         match next_step {
             Some(after) => Err(ReconcileError::RequeueAfter(after)),
             None => Ok(()),
