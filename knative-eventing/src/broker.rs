@@ -267,7 +267,8 @@ impl Broker {
         .unwrap_or(Accepted::Dropped)
     }
 
-    /// Delivers `payload` to the `matching` triggers, each delivery in its own task.
+    /// Delivers `payload` to the `matching` triggers in the background: on the ingress
+    /// connection's task when serving HTTP, see [`server::run_after_request`].
     async fn fan_out(
         &self,
         triggers: Arc<Vec<TriggerRoute>>,
@@ -287,7 +288,7 @@ impl Broker {
             let broker = self.clone();
             let triggers = triggers.clone();
             let payload = payload.clone();
-            tokio::spawn(async move {
+            server::run_after_request(async move {
                 let trigger = &triggers[index];
                 let outcome = payload.deliver(&broker.inner.dispatcher, trigger).await;
                 drop(permit);
