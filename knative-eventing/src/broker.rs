@@ -314,15 +314,15 @@ impl Broker {
                 return response;
             }
         };
-        let result = match forwardable(&parts.headers) {
-            Some(forwarded) => Ok(self.publish_forwarded(forwarded, body).await),
-            None => match codec::decode(&parts.headers, body) {
+        let result = match forwardable(parts.headers) {
+            Ok(forwarded) => Ok(self.publish_forwarded(forwarded, body).await),
+            Err(headers) => match codec::decode(&headers, body) {
                 Ok(event) => self.publish(event).await,
                 Err(e) => Err(e.into()),
             },
         };
         match result {
-            Ok(_) => server::text(StatusCode::ACCEPTED, ""),
+            Ok(_) => server::accepted(),
             Err(e) => {
                 self.inner.stats.rejected();
                 server::text(StatusCode::BAD_REQUEST, e.to_string())
@@ -455,26 +455,51 @@ impl Forwarded {
     }
 }
 
-/// Whether a request can be forwarded as it is: a CloudEvents 1.0 binary-mode request whose
-/// attributes a decoder would take verbatim (required ones present and non-empty, visible ASCII
-/// without percent-encoding, extension names of lower-case letters and digits, no `time` or
-/// `dataschema` to parse, an integer `knativebrokerttl`, no header twice). `None` sends the
-/// request through the full decoder, which accepts or refuses it with the reason.
-fn forwardable(headers: &HeaderMap) -> Option<Forwarded> {
+/// Takes a request's headers for forwarding if it can be forwarded as it is: a CloudEvents 1.0
+/// binary-mode request whose attributes a decoder would take verbatim (required ones present and
+/// non-empty, visible ASCII without percent-encoding, extension names of lower-case letters and
+/// digits, no `time` or `dataschema` to parse, an integer `knativebrokerttl`, no header twice).
+/// Otherwise gives the headers back for the full decoder, which accepts or refuses the request
+/// with the reason. The kept headers are moved, not copied.
+fn forwardable(headers: HeaderMap) -> Result<Forwarded, HeaderMap> {
+    let Some(ttl) = forwardable_ttl(&headers) else {
+        return Err(headers);
+    };
+    let mut forwarded = HeaderMap::with_capacity(8);
+    // A name is `None` for a further value of the previous one: only headers not forwarded
+    // (`forwardable_ttl` refused a forwarded one twice).
+    for (name, value) in headers {
+        let Some(name) = name else { continue };
+        let keep = name == http::header::CONTENT_TYPE
+            || name
+                .as_str()
+                .strip_prefix("ce-")
+                .is_some_and(|attribute| attribute != TTL_EXTENSION);
+        if keep {
+            forwarded.insert(name, value);
+        }
+    }
+    Ok(Forwarded {
+        headers: forwarded,
+        ttl,
+    })
+}
+
+/// The checks of [`forwardable`]: `Some(ttl)` when the request can be forwarded.
+fn forwardable_ttl(headers: &HeaderMap) -> Option<Option<i64>> {
     if headers.get("ce-specversion")?.as_bytes() != b"1.0" {
         return None;
     }
-    let mut forwarded = HeaderMap::with_capacity(8);
+    let twice = |name: &http::HeaderName| headers.get_all(name).iter().nth(1).is_some();
     let mut ttl = None;
     for (name, value) in headers {
         let attribute = match name.as_str().strip_prefix("ce-") {
             Some(attribute) => attribute,
             None if name == http::header::CONTENT_TYPE => {
                 let text = value.to_str().ok()?;
-                if text.starts_with("application/cloudevents") || forwarded.contains_key(name) {
+                if text.starts_with("application/cloudevents") || twice(name) {
                     return None;
                 }
-                forwarded.insert(name.clone(), value.clone());
                 continue;
             }
             None => continue,
@@ -487,31 +512,19 @@ fn forwardable(headers: &HeaderMap) -> Option<Forwarded> {
             && attribute
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !visible || !plain_name || matches!(attribute, "time" | "dataschema") {
+        if !visible || !plain_name || matches!(attribute, "time" | "dataschema") || twice(name) {
             return None;
         }
         if attribute == TTL_EXTENSION {
-            let text = value.to_str().ok()?;
-            if ttl.is_some() {
-                return None;
-            }
-            ttl = Some(text.trim().parse::<i64>().ok()?);
-            continue;
+            ttl = Some(value.to_str().ok()?.trim().parse::<i64>().ok()?);
         }
-        if forwarded.contains_key(name) {
-            return None;
-        }
-        forwarded.insert(name.clone(), value.clone());
     }
     for required in ["ce-id", "ce-source", "ce-type"] {
-        if forwarded.get(required).is_none_or(|v| v.is_empty()) {
+        if headers.get(required).is_none_or(|v| v.is_empty()) {
             return None;
         }
     }
-    Some(Forwarded {
-        headers: forwarded,
-        ttl,
-    })
+    Some(ttl)
 }
 
 fn parse_ttl(value: &ExtensionValue) -> Option<i64> {
@@ -548,7 +561,7 @@ mod tests {
 
     #[test]
     fn a_plain_binary_event_is_forwarded_with_only_its_own_headers() {
-        let forwarded = forwardable(&binary_headers(&[
+        let forwarded = forwardable(binary_headers(&[
             ("authorization", "Bearer secret"),
             ("ce-region", "eu"),
             ("ce-knativebrokerttl", "7"),
@@ -567,6 +580,15 @@ mod tests {
     }
 
     #[test]
+    fn a_header_that_is_not_forwarded_may_come_twice() {
+        let forwarded = forwardable(binary_headers(&[("accept", "a/b"), ("accept", "c/d")]))
+            .expect("forwardable");
+        assert!(forwarded.headers.get("accept").is_none());
+        assert_eq!(forwarded.attribute("id"), Some("1"));
+        assert_eq!(forwarded.headers.len(), 5);
+    }
+
+    #[test]
     fn events_a_decoder_would_have_to_interpret_go_through_the_decoder() {
         for extra in [
             [("ce-time", "2026-01-01T00:00:00Z")],
@@ -574,18 +596,19 @@ mod tests {
             [("ce-subject", "caf%C3%A9")],
             [("ce-knativebrokerttl", "many")],
             [("ce-id", "2")],
+            [("content-type", "text/plain")],
         ] {
-            assert!(forwardable(&binary_headers(&extra)).is_none(), "{extra:?}");
+            assert!(forwardable(binary_headers(&extra)).is_err(), "{extra:?}");
         }
         let mut no_id = binary_headers(&[]);
         no_id.remove("ce-id");
-        assert!(forwardable(&no_id).is_none());
+        assert!(forwardable(no_id).is_err());
         let mut structured = binary_headers(&[]);
         structured.insert(
             http::header::CONTENT_TYPE,
             "application/cloudevents+json".parse().unwrap(),
         );
-        assert!(forwardable(&structured).is_none());
+        assert!(forwardable(structured).is_err());
     }
 
     fn trigger(json: serde_json::Value) -> Trigger {

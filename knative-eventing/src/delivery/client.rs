@@ -79,7 +79,15 @@ impl Conn {
 /// Connections per authority, shared by clones.
 #[derive(Clone, Default)]
 pub(crate) struct HttpClient {
-    idle: Arc<Mutex<HashMap<Authority, Vec<Conn>>>>,
+    authorities: Arc<Mutex<HashMap<Authority, Pool>>>,
+}
+
+/// What is kept per authority.
+struct Pool {
+    /// The `Host` header of its requests.
+    host: HeaderValue,
+    /// Idle connections, the most recently used last.
+    idle: Vec<Conn>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -106,11 +114,7 @@ impl HttpClient {
         let authority = destination
             .authority()
             .ok_or_else(|| format!("URI {destination} has no host"))?;
-        let host = match authority.as_str().rsplit_once('@') {
-            Some((_, host)) => host,
-            None => authority.as_str(),
-        };
-        let host = HeaderValue::from_str(host).map_err(|e| format!("invalid host: {e}"))?;
+        let (host, mut pooled) = self.checkout(authority)?;
         headers.insert(http::header::HOST, host);
         let path = destination
             .path_and_query()
@@ -122,12 +126,13 @@ impl HttpClient {
         *request.headers_mut() = headers;
 
         loop {
-            let (mut conn, reused) = match self.checkout(authority) {
+            let (mut conn, reused) = match pooled.take() {
                 Some(conn) => (conn, true),
                 None => (connect(authority).await?, false),
             };
             if !conn.ready().await {
                 if reused {
+                    pooled = self.checkout(authority)?.1;
                     continue;
                 }
                 return Err(format!(
@@ -164,39 +169,53 @@ impl HttpClient {
         }
     }
 
-    /// The most recently used idle connection to `authority` that may still be open.
-    fn checkout(&self, authority: &Authority) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.get_mut(authority)?;
+    /// The `Host` header for `authority` and its most recently used idle connection that may
+    /// still be open, if any.
+    fn checkout(&self, authority: &Authority) -> Result<(HeaderValue, Option<Conn>), String> {
+        let mut authorities = self.authorities.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = match authorities.get_mut(authority) {
+            Some(pool) => pool,
+            None => {
+                let host = match authority.as_str().rsplit_once('@') {
+                    Some((_, host)) => host,
+                    None => authority.as_str(),
+                };
+                let host = HeaderValue::from_str(host).map_err(|e| format!("invalid host: {e}"))?;
+                authorities.entry(authority.clone()).or_insert(Pool {
+                    host,
+                    idle: Vec::new(),
+                })
+            }
+        };
         let now = Instant::now();
-        while let Some(conn) = conns.pop() {
+        while let Some(conn) = pool.idle.pop() {
             if now.duration_since(conn.idle_since) >= IDLE_TIMEOUT {
                 // Every one below is older still.
-                conns.clear();
-                return None;
+                pool.idle.clear();
+                break;
             }
             if !conn.sender.is_closed() {
-                return Some(conn);
+                return Ok((pool.host.clone(), Some(conn)));
             }
         }
-        None
+        Ok((pool.host.clone(), None))
     }
 
     fn checkin(&self, authority: &Authority, mut conn: Conn) {
         conn.idle_since = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = match idle.get_mut(authority) {
-            Some(conns) => conns,
-            None => idle.entry(authority.clone()).or_default(),
+        let mut authorities = self.authorities.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pool) = authorities.get_mut(authority) else {
+            return;
         };
         // Age out the oldest (at the bottom) so an authority no longer used does not keep them.
-        let expired = conns
+        let expired = pool
+            .idle
             .iter()
             .take_while(|c| conn.idle_since.duration_since(c.idle_since) >= IDLE_TIMEOUT)
             .count();
-        conns.drain(..expired);
-        if conns.len() < MAX_IDLE_PER_AUTHORITY {
-            conns.push(conn);
+        pool.idle.drain(..expired);
+        if pool.idle.len() < MAX_IDLE_PER_AUTHORITY {
+            pool.idle.push(conn);
         }
     }
 
@@ -204,11 +223,11 @@ impl HttpClient {
     #[cfg(test)]
     fn idle_count(&self, authority: &str) -> usize {
         let authority: Authority = authority.parse().unwrap();
-        self.idle
+        self.authorities
             .lock()
             .unwrap()
             .get(&authority)
-            .map_or(0, Vec::len)
+            .map_or(0, |pool| pool.idle.len())
     }
 }
 

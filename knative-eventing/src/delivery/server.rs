@@ -130,6 +130,13 @@ pub async fn read_body(body: Incoming) -> Result<Bytes, Response<Full<Bytes>>> {
     }
 }
 
+/// An empty `202 Accepted`, without headers to allocate.
+pub fn accepted() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::ACCEPTED;
+    response
+}
+
 /// A plain-text response.
 pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(message.into())));
