@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -79,7 +80,34 @@ impl Conn {
 /// Connections per authority, shared by clones.
 #[derive(Clone, Default)]
 pub(crate) struct HttpClient {
-    authorities: Arc<Mutex<HashMap<Authority, Pool>>>,
+    /// Keyed by the authority as written (two spellings of a host get two pools, which is
+    /// harmless) with [`Fnv`]: `Authority`'s own `Hash` feeds SipHash one lower-cased byte at a
+    /// time, which cost more than the rest of a checkout.
+    authorities: Arc<Mutex<Pools>>,
+}
+
+type Pools = HashMap<Box<str>, Pool, BuildHasherDefault<Fnv>>;
+
+/// FNV-1a, for short keys of our own.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &byte in bytes {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// What is kept per authority.
@@ -87,7 +115,9 @@ struct Pool {
     /// The `Host` header of its requests.
     host: HeaderValue,
     /// Idle connections, the most recently used last.
-    idle: Vec<Conn>,
+    /// Boxed: a connection moves in and out of here on every request, a pointer moves cheaper.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<Conn>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -97,12 +127,13 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// POSTs `body` with `headers` to `destination` and reads the response body (at most
-    /// `max_body` bytes). The error is a readable reason.
+    /// POSTs `body` with `headers` and `extra` headers to `destination` and reads the response
+    /// body (at most `max_body` bytes). The error is a readable reason.
     pub(crate) async fn post(
         &self,
         destination: &Uri,
-        mut headers: HeaderMap,
+        headers: &HeaderMap,
+        extra: &[(HeaderName, HeaderValue)],
         body: Bytes,
         max_body: usize,
     ) -> Result<Response<Bytes>, String> {
@@ -115,7 +146,18 @@ impl HttpClient {
             .authority()
             .ok_or_else(|| format!("URI {destination} has no host"))?;
         let (host, mut pooled) = self.checkout(authority)?;
-        headers.insert(http::header::HOST, host);
+        // Built with room for all, rather than cloned and grown by the extra ones.
+        let mut all = HeaderMap::with_capacity(headers.len() + extra.len() + 1);
+        all.insert(http::header::HOST, host);
+        for (name, value) in extra {
+            all.insert(name.clone(), value.clone());
+        }
+        for (name, value) in headers {
+            // Ours win over the same header in `headers`, as an insert after them would.
+            if name != http::header::HOST && !extra.iter().any(|(extra, _)| extra == name) {
+                all.append(name.clone(), value.clone());
+            }
+        }
         let path = destination
             .path_and_query()
             .cloned()
@@ -123,7 +165,7 @@ impl HttpClient {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = Uri::from(path);
-        *request.headers_mut() = headers;
+        *request.headers_mut() = all;
 
         loop {
             let (mut conn, reused) = match pooled.take() {
@@ -144,7 +186,7 @@ impl HttpClient {
                 connection,
                 done,
                 ..
-            } = &mut conn;
+            } = &mut *conn;
             let response =
                 match Conn::drive(connection, done, sender.try_send_request(request)).await {
                     Ok(response) => response,
@@ -171,9 +213,9 @@ impl HttpClient {
 
     /// The `Host` header for `authority` and its most recently used idle connection that may
     /// still be open, if any.
-    fn checkout(&self, authority: &Authority) -> Result<(HeaderValue, Option<Conn>), String> {
+    fn checkout(&self, authority: &Authority) -> Result<(HeaderValue, Option<Box<Conn>>), String> {
         let mut authorities = self.authorities.lock().unwrap_or_else(|e| e.into_inner());
-        let pool = match authorities.get_mut(authority) {
+        let pool = match authorities.get_mut(authority.as_str()) {
             Some(pool) => pool,
             None => {
                 let host = match authority.as_str().rsplit_once('@') {
@@ -181,10 +223,12 @@ impl HttpClient {
                     None => authority.as_str(),
                 };
                 let host = HeaderValue::from_str(host).map_err(|e| format!("invalid host: {e}"))?;
-                authorities.entry(authority.clone()).or_insert(Pool {
-                    host,
-                    idle: Vec::new(),
-                })
+                authorities
+                    .entry(authority.as_str().into())
+                    .or_insert(Pool {
+                        host,
+                        idle: Vec::new(),
+                    })
             }
         };
         let now = Instant::now();
@@ -201,10 +245,10 @@ impl HttpClient {
         Ok((pool.host.clone(), None))
     }
 
-    fn checkin(&self, authority: &Authority, mut conn: Conn) {
+    fn checkin(&self, authority: &Authority, mut conn: Box<Conn>) {
         conn.idle_since = Instant::now();
         let mut authorities = self.authorities.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(pool) = authorities.get_mut(authority) else {
+        let Some(pool) = authorities.get_mut(authority.as_str()) else {
             return;
         };
         // Age out the oldest (at the bottom) so an authority no longer used does not keep them.
@@ -222,17 +266,17 @@ impl HttpClient {
     /// Idle connections in the pool to `authority` (for tests).
     #[cfg(test)]
     fn idle_count(&self, authority: &str) -> usize {
-        let authority: Authority = authority.parse().unwrap();
         self.authorities
             .lock()
             .unwrap()
-            .get(&authority)
+            .get(authority)
             .map_or(0, |pool| pool.idle.len())
     }
 }
 
 /// Opens a TCP connection (no Nagle delay) and does the HTTP/1 handshake.
-async fn connect(authority: &Authority) -> Result<Conn, String> {
+/// Boxed: a connection is moved in and out of its pool on every request.
+async fn connect(authority: &Authority) -> Result<Box<Conn>, String> {
     let host = authority.host();
     let port = authority.port_u16().unwrap_or(80);
     let ip = host
@@ -250,12 +294,12 @@ async fn connect(authority: &Authority) -> Result<Conn, String> {
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("connecting to {authority}: {}", error_chain(&e)))?;
-    Ok(Conn {
+    Ok(Box::new(Conn {
         sender,
         connection,
         done: false,
         idle_since: Instant::now(),
-    })
+    }))
 }
 
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
@@ -351,7 +395,7 @@ mod tests {
 
     async fn post(client: &HttpClient, uri: &Uri) -> Result<Response<Bytes>, String> {
         client
-            .post(uri, HeaderMap::new(), Bytes::from_static(b"{}"), 1024)
+            .post(uri, &HeaderMap::new(), &[], Bytes::from_static(b"{}"), 1024)
             .await
     }
 

@@ -257,7 +257,7 @@ impl Dispatcher {
         timeout: Option<Duration>,
     ) -> Result<StatusCode, Failure> {
         let (headers, body) = codec::encode(event, mode);
-        let response = self.attempt(headers, body, destination, timeout).await?;
+        let response = self.attempt(&headers, body, destination, timeout).await?;
         Ok(response.status)
     }
 
@@ -272,12 +272,7 @@ impl Dispatcher {
         loop {
             attempts += 1;
             let result = self
-                .attempt(
-                    headers.clone(),
-                    body.clone(),
-                    destination,
-                    policy.retry.timeout,
-                )
+                .attempt(headers, body.clone(), destination, policy.retry.timeout)
                 .await;
             let (status, retry_after, failure) = match result {
                 Ok(response) if response.status.is_success() => return (attempts, Ok(response)),
@@ -311,16 +306,19 @@ impl Dispatcher {
 
     async fn attempt(
         &self,
-        mut headers: HeaderMap,
+        headers: &HeaderMap,
         body: Bytes,
         destination: &Uri,
         timeout: Option<Duration>,
     ) -> Result<Response, Failure> {
-        headers.insert("prefer", HeaderValue::from_static("reply"));
+        let extra = [(
+            http::HeaderName::from_static("prefer"),
+            HeaderValue::from_static("reply"),
+        )];
         let exchange = async {
             let response = self
                 .client
-                .post(destination, headers, body, MAX_RESPONSE_BODY)
+                .post(destination, headers, &extra, body, MAX_RESPONSE_BODY)
                 .await
                 .map_err(Failure::Network)?;
             let (parts, body) = response.into_parts();
