@@ -485,13 +485,15 @@ fn forwardable(headers: HeaderMap) -> Result<Forwarded, HeaderMap> {
     })
 }
 
-/// The checks of [`forwardable`]: `Some(ttl)` when the request can be forwarded.
+/// The checks of [`forwardable`]: `Some(ttl)` when the request can be forwarded. One pass over
+/// the headers, no lookups by name (each parses the name) unless some header comes twice.
 fn forwardable_ttl(headers: &HeaderMap) -> Option<Option<i64>> {
-    if headers.get("ce-specversion")?.as_bytes() != b"1.0" {
-        return None;
-    }
-    let twice = |name: &http::HeaderName| headers.get_all(name).iter().nth(1).is_some();
+    // A name with several values: any, then which (rare, so looked up only then).
+    let some_twice = headers.len() != headers.keys_len();
+    let twice =
+        |name: &http::HeaderName| some_twice && headers.get_all(name).iter().nth(1).is_some();
     let mut ttl = None;
+    let (mut spec_version, mut id, mut source, mut ty) = (false, false, false, false);
     for (name, value) in headers {
         let attribute = match name.as_str().strip_prefix("ce-") {
             Some(attribute) => attribute,
@@ -515,16 +517,17 @@ fn forwardable_ttl(headers: &HeaderMap) -> Option<Option<i64>> {
         if !visible || !plain_name || matches!(attribute, "time" | "dataschema") || twice(name) {
             return None;
         }
-        if attribute == TTL_EXTENSION {
-            ttl = Some(value.to_str().ok()?.trim().parse::<i64>().ok()?);
+        match attribute {
+            "specversion" if value.as_bytes() == b"1.0" => spec_version = true,
+            "specversion" => return None,
+            "id" => id = !value.is_empty(),
+            "source" => source = !value.is_empty(),
+            "type" => ty = !value.is_empty(),
+            TTL_EXTENSION => ttl = Some(value.to_str().ok()?.trim().parse::<i64>().ok()?),
+            _ => {}
         }
     }
-    for required in ["ce-id", "ce-source", "ce-type"] {
-        if headers.get(required).is_none_or(|v| v.is_empty()) {
-            return None;
-        }
-    }
-    Some(ttl)
+    (spec_version && id && source && ty).then_some(ttl)
 }
 
 fn parse_ttl(value: &ExtensionValue) -> Option<i64> {
