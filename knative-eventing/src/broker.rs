@@ -252,7 +252,14 @@ impl Broker {
         }
         let triggers = self.inner.triggers.borrow().clone();
         let matching: Vec<usize> = {
-            let attribute = |name: &str| forwarded.attribute(name).map(Cow::Borrowed);
+            // Read once: every Trigger's filter looks attributes up again.
+            let attributes = forwarded.attributes();
+            let attribute = |name: &str| {
+                attributes
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| Cow::Borrowed(*v))
+            };
             (0..triggers.len())
                 .filter(|&i| triggers[i].filter.matches_with(&attribute))
                 .collect()
@@ -440,18 +447,28 @@ struct Forwarded {
 }
 
 impl Forwarded {
+    /// The attributes with their canonical string values, as a decoded event would give them.
+    fn attributes(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .filter_map(|(header, value)| {
+                let name = match header.as_str().strip_prefix("ce-") {
+                    Some(name) => name,
+                    None if header == http::header::CONTENT_TYPE => "datacontenttype",
+                    None => return None,
+                };
+                Some((name, value.to_str().ok()?))
+            })
+            .collect()
+    }
+
     /// The canonical string value of attribute `name`, as a decoded event would give it.
+    #[cfg(test)]
     fn attribute(&self, name: &str) -> Option<&str> {
-        let value = match name {
-            "specversion" => return Some("1.0"),
-            "datacontenttype" => self.headers.get(http::header::CONTENT_TYPE),
-            _ => self
-                .headers
-                .iter()
-                .find(|(header, _)| header.as_str().strip_prefix("ce-") == Some(name))
-                .map(|(_, value)| value),
-        };
-        value.and_then(|v| v.to_str().ok())
+        self.attributes()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -580,6 +597,19 @@ mod tests {
             Some("application/json")
         );
         assert_eq!(forwarded.attribute("subject"), None);
+        let mut attributes = forwarded.attributes();
+        attributes.sort();
+        assert_eq!(
+            attributes,
+            [
+                ("datacontenttype", "application/json"),
+                ("id", "1"),
+                ("region", "eu"),
+                ("source", "/orders"),
+                ("specversion", "1.0"),
+                ("type", "order.created"),
+            ]
+        );
     }
 
     #[test]
