@@ -380,6 +380,9 @@ mod tests {
                             return;
                         }
                         if close(n) {
+                            // Later than the response: the client has pooled the connection
+                            // by then, unless the response said `connection: close`.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                             return;
                         }
                     }
@@ -431,9 +434,13 @@ mod tests {
         let server = test_server(Duration::ZERO, |_| OK, |n| n == 0).await;
         let client = HttpClient::default();
         post(&client, &server.uri).await.unwrap();
-        // Let the server's close reach us.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let response = post(&client, &server.uri).await.unwrap();
+        assert_eq!(client.idle_count(&server.authority), 1);
+        // Let the server close the pooled connection.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let response = tokio::time::timeout(Duration::from_secs(5), post(&client, &server.uri))
+            .await
+            .expect("no answer: the request went to the dead connection")
+            .unwrap();
         assert_eq!(response.status(), 202);
         assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
     }
