@@ -252,7 +252,14 @@ impl Broker {
         }
         let triggers = self.inner.triggers.borrow().clone();
         let matching: Vec<usize> = {
-            let attribute = |name: &str| forwarded.attribute(name).map(Cow::Borrowed);
+            // Read once: every Trigger's filter looks attributes up again.
+            let attributes = forwarded.attributes();
+            let attribute = |name: &str| {
+                attributes
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| Cow::Borrowed(*v))
+            };
             (0..triggers.len())
                 .filter(|&i| triggers[i].filter.matches_with(&attribute))
                 .collect()
@@ -267,7 +274,8 @@ impl Broker {
         .unwrap_or(Accepted::Dropped)
     }
 
-    /// Delivers `payload` to the `matching` triggers, each delivery in its own task.
+    /// Delivers `payload` to the `matching` triggers in the background: on the ingress
+    /// connection's task when serving HTTP, see [`server::run_after_request`].
     async fn fan_out(
         &self,
         triggers: Arc<Vec<TriggerRoute>>,
@@ -287,7 +295,7 @@ impl Broker {
             let broker = self.clone();
             let triggers = triggers.clone();
             let payload = payload.clone();
-            tokio::spawn(async move {
+            server::run_after_request(async move {
                 let trigger = &triggers[index];
                 let outcome = payload.deliver(&broker.inner.dispatcher, trigger).await;
                 drop(permit);
@@ -313,15 +321,15 @@ impl Broker {
                 return response;
             }
         };
-        let result = match forwardable(&parts.headers) {
-            Some(forwarded) => Ok(self.publish_forwarded(forwarded, body).await),
-            None => match codec::decode(&parts.headers, body) {
+        let result = match forwardable(parts.headers) {
+            Ok(forwarded) => Ok(self.publish_forwarded(forwarded, body).await),
+            Err(headers) => match codec::decode(&headers, body) {
                 Ok(event) => self.publish(event).await,
                 Err(e) => Err(e.into()),
             },
         };
         match result {
-            Ok(_) => server::text(StatusCode::ACCEPTED, ""),
+            Ok(_) => server::accepted(),
             Err(e) => {
                 self.inner.stats.rejected();
                 server::text(StatusCode::BAD_REQUEST, e.to_string())
@@ -439,41 +447,78 @@ struct Forwarded {
 }
 
 impl Forwarded {
+    /// The attributes with their canonical string values, as a decoded event would give them.
+    fn attributes(&self) -> Vec<(&str, &str)> {
+        self.headers
+            .iter()
+            .filter_map(|(header, value)| {
+                let name = match header.as_str().strip_prefix("ce-") {
+                    Some(name) => name,
+                    None if header == http::header::CONTENT_TYPE => "datacontenttype",
+                    None => return None,
+                };
+                Some((name, value.to_str().ok()?))
+            })
+            .collect()
+    }
+
     /// The canonical string value of attribute `name`, as a decoded event would give it.
+    #[cfg(test)]
     fn attribute(&self, name: &str) -> Option<&str> {
-        let value = match name {
-            "specversion" => return Some("1.0"),
-            "datacontenttype" => self.headers.get(http::header::CONTENT_TYPE),
-            _ => self
-                .headers
-                .iter()
-                .find(|(header, _)| header.as_str().strip_prefix("ce-") == Some(name))
-                .map(|(_, value)| value),
-        };
-        value.and_then(|v| v.to_str().ok())
+        self.attributes()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
     }
 }
 
-/// Whether a request can be forwarded as it is: a CloudEvents 1.0 binary-mode request whose
-/// attributes a decoder would take verbatim (required ones present and non-empty, visible ASCII
-/// without percent-encoding, extension names of lower-case letters and digits, no `time` or
-/// `dataschema` to parse, an integer `knativebrokerttl`, no header twice). `None` sends the
-/// request through the full decoder, which accepts or refuses it with the reason.
-fn forwardable(headers: &HeaderMap) -> Option<Forwarded> {
-    if headers.get("ce-specversion")?.as_bytes() != b"1.0" {
-        return None;
-    }
+/// Takes a request's headers for forwarding if it can be forwarded as it is: a CloudEvents 1.0
+/// binary-mode request whose attributes a decoder would take verbatim (required ones present and
+/// non-empty, visible ASCII without percent-encoding, extension names of lower-case letters and
+/// digits, no `time` or `dataschema` to parse, an integer `knativebrokerttl`, no header twice).
+/// Otherwise gives the headers back for the full decoder, which accepts or refuses the request
+/// with the reason. The kept headers are moved, not copied.
+fn forwardable(headers: HeaderMap) -> Result<Forwarded, HeaderMap> {
+    let Some(ttl) = forwardable_ttl(&headers) else {
+        return Err(headers);
+    };
     let mut forwarded = HeaderMap::with_capacity(8);
+    // A name is `None` for a further value of the previous one: only headers not forwarded
+    // (`forwardable_ttl` refused a forwarded one twice).
+    for (name, value) in headers {
+        let Some(name) = name else { continue };
+        let keep = name == http::header::CONTENT_TYPE
+            || name
+                .as_str()
+                .strip_prefix("ce-")
+                .is_some_and(|attribute| attribute != TTL_EXTENSION);
+        if keep {
+            forwarded.insert(name, value);
+        }
+    }
+    Ok(Forwarded {
+        headers: forwarded,
+        ttl,
+    })
+}
+
+/// The checks of [`forwardable`]: `Some(ttl)` when the request can be forwarded. One pass over
+/// the headers, no lookups by name (each parses the name) unless some header comes twice.
+fn forwardable_ttl(headers: &HeaderMap) -> Option<Option<i64>> {
+    // A name with several values: any, then which (rare, so looked up only then).
+    let some_twice = headers.len() != headers.keys_len();
+    let twice =
+        |name: &http::HeaderName| some_twice && headers.get_all(name).iter().nth(1).is_some();
     let mut ttl = None;
+    let (mut spec_version, mut id, mut source, mut ty) = (false, false, false, false);
     for (name, value) in headers {
         let attribute = match name.as_str().strip_prefix("ce-") {
             Some(attribute) => attribute,
             None if name == http::header::CONTENT_TYPE => {
                 let text = value.to_str().ok()?;
-                if text.starts_with("application/cloudevents") || forwarded.contains_key(name) {
+                if text.starts_with("application/cloudevents") || twice(name) {
                     return None;
                 }
-                forwarded.insert(name.clone(), value.clone());
                 continue;
             }
             None => continue,
@@ -486,31 +531,20 @@ fn forwardable(headers: &HeaderMap) -> Option<Forwarded> {
             && attribute
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !visible || !plain_name || matches!(attribute, "time" | "dataschema") {
+        if !visible || !plain_name || matches!(attribute, "time" | "dataschema") || twice(name) {
             return None;
         }
-        if attribute == TTL_EXTENSION {
-            let text = value.to_str().ok()?;
-            if ttl.is_some() {
-                return None;
-            }
-            ttl = Some(text.trim().parse::<i64>().ok()?);
-            continue;
-        }
-        if forwarded.contains_key(name) {
-            return None;
-        }
-        forwarded.insert(name.clone(), value.clone());
-    }
-    for required in ["ce-id", "ce-source", "ce-type"] {
-        if forwarded.get(required).is_none_or(|v| v.is_empty()) {
-            return None;
+        match attribute {
+            "specversion" if value.as_bytes() == b"1.0" => spec_version = true,
+            "specversion" => return None,
+            "id" => id = !value.is_empty(),
+            "source" => source = !value.is_empty(),
+            "type" => ty = !value.is_empty(),
+            TTL_EXTENSION => ttl = Some(value.to_str().ok()?.trim().parse::<i64>().ok()?),
+            _ => {}
         }
     }
-    Some(Forwarded {
-        headers: forwarded,
-        ttl,
-    })
+    (spec_version && id && source && ty).then_some(ttl)
 }
 
 fn parse_ttl(value: &ExtensionValue) -> Option<i64> {
@@ -547,7 +581,7 @@ mod tests {
 
     #[test]
     fn a_plain_binary_event_is_forwarded_with_only_its_own_headers() {
-        let forwarded = forwardable(&binary_headers(&[
+        let forwarded = forwardable(binary_headers(&[
             ("authorization", "Bearer secret"),
             ("ce-region", "eu"),
             ("ce-knativebrokerttl", "7"),
@@ -563,6 +597,28 @@ mod tests {
             Some("application/json")
         );
         assert_eq!(forwarded.attribute("subject"), None);
+        let mut attributes = forwarded.attributes();
+        attributes.sort();
+        assert_eq!(
+            attributes,
+            [
+                ("datacontenttype", "application/json"),
+                ("id", "1"),
+                ("region", "eu"),
+                ("source", "/orders"),
+                ("specversion", "1.0"),
+                ("type", "order.created"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_header_that_is_not_forwarded_may_come_twice() {
+        let forwarded = forwardable(binary_headers(&[("accept", "a/b"), ("accept", "c/d")]))
+            .expect("forwardable");
+        assert!(forwarded.headers.get("accept").is_none());
+        assert_eq!(forwarded.attribute("id"), Some("1"));
+        assert_eq!(forwarded.headers.len(), 5);
     }
 
     #[test]
@@ -573,18 +629,19 @@ mod tests {
             [("ce-subject", "caf%C3%A9")],
             [("ce-knativebrokerttl", "many")],
             [("ce-id", "2")],
+            [("content-type", "text/plain")],
         ] {
-            assert!(forwardable(&binary_headers(&extra)).is_none(), "{extra:?}");
+            assert!(forwardable(binary_headers(&extra)).is_err(), "{extra:?}");
         }
         let mut no_id = binary_headers(&[]);
         no_id.remove("ce-id");
-        assert!(forwardable(&no_id).is_none());
+        assert!(forwardable(no_id).is_err());
         let mut structured = binary_headers(&[]);
         structured.insert(
             http::header::CONTENT_TYPE,
             "application/cloudevents+json".parse().unwrap(),
         );
-        assert!(forwardable(&structured).is_none());
+        assert!(forwardable(structured).is_err());
     }
 
     fn trigger(json: serde_json::Value) -> Trigger {

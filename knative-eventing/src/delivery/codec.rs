@@ -63,7 +63,9 @@ pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<Event, DecodeError> {
 
 /// Whether an HTTP message carries a CloudEvent at all (a reply is optional).
 pub fn carries_event(headers: &HeaderMap) -> bool {
-    headers.contains_key("ce-specversion")
+    // A constant name: looking up by `&str` would parse it on every call.
+    const SPEC_VERSION: http::HeaderName = http::HeaderName::from_static("ce-specversion");
+    headers.contains_key(SPEC_VERSION)
         || headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())

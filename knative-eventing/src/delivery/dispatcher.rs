@@ -5,12 +5,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use cloudevents::Event;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 
+use super::client::HttpClient;
 use super::codec::{self, ContentMode};
 use super::retry::RetryPolicy;
 use crate::apis::delivery::{DeliveryFormat, DeliverySpec};
@@ -140,7 +137,7 @@ struct Response {
 /// share one connection pool.
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
 }
 
 impl Default for Dispatcher {
@@ -152,13 +149,9 @@ impl Default for Dispatcher {
 impl Dispatcher {
     /// A dispatcher with its own connection pool.
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Dispatcher { client }
+        Dispatcher {
+            client: HttpClient::default(),
+        }
     }
 
     /// Delivers `event` to `destination` with `Prefer: reply`, retrying as `policy` says; when
@@ -170,8 +163,8 @@ impl Dispatcher {
         destination: &Uri,
         policy: &DeliveryPolicy,
     ) -> Outcome {
-        let encoded = codec::encode(event, policy.mode);
-        self.deliver_with(&encoded, destination, policy, || Ok(event.clone()))
+        let (headers, body) = codec::encode(event, policy.mode);
+        self.deliver_with(&headers, &body, destination, policy, || Ok(event.clone()))
             .await
     }
 
@@ -187,8 +180,7 @@ impl Dispatcher {
         destination: &Uri,
         policy: &DeliveryPolicy,
     ) -> Outcome {
-        let encoded = (headers.clone(), body.clone());
-        self.deliver_with(&encoded, destination, policy, || {
+        self.deliver_with(headers, body, destination, policy, || {
             codec::decode(headers, body.clone())
         })
         .await
@@ -196,12 +188,15 @@ impl Dispatcher {
 
     async fn deliver_with(
         &self,
-        encoded: &(HeaderMap, Bytes),
+        headers: &HeaderMap,
+        body: &Bytes,
         destination: &Uri,
         policy: &DeliveryPolicy,
         event: impl FnOnce() -> Result<Event, codec::DecodeError>,
     ) -> Outcome {
-        let (attempts, result) = self.send_with_retries(encoded, destination, policy).await;
+        let (attempts, result) = self
+            .send_with_retries(headers, body, destination, policy)
+            .await;
         let failure = match result {
             Ok(response) => {
                 let reply = if codec::carries_event(&response.headers) {
@@ -238,8 +233,12 @@ impl Dispatcher {
                 };
             }
         };
-        let dead = codec::encode(&dead, policy.mode);
-        match self.send_with_retries(&dead, sink, policy).await.1 {
+        let (headers, body) = codec::encode(&dead, policy.mode);
+        match self
+            .send_with_retries(&headers, &body, sink, policy)
+            .await
+            .1
+        {
             Ok(_) => Outcome::DeadLettered { failure, attempts },
             Err(dead_failure) => Outcome::Failed {
                 failure,
@@ -258,13 +257,14 @@ impl Dispatcher {
         timeout: Option<Duration>,
     ) -> Result<StatusCode, Failure> {
         let (headers, body) = codec::encode(event, mode);
-        let response = self.attempt(headers, body, destination, timeout).await?;
+        let response = self.attempt(&headers, body, destination, timeout).await?;
         Ok(response.status)
     }
 
     async fn send_with_retries(
         &self,
-        (headers, body): &(HeaderMap, Bytes),
+        headers: &HeaderMap,
+        body: &Bytes,
         destination: &Uri,
         policy: &DeliveryPolicy,
     ) -> (u32, Result<Response, Failure>) {
@@ -272,12 +272,7 @@ impl Dispatcher {
         loop {
             attempts += 1;
             let result = self
-                .attempt(
-                    headers.clone(),
-                    body.clone(),
-                    destination,
-                    policy.retry.timeout,
-                )
+                .attempt(headers, body.clone(), destination, policy.retry.timeout)
                 .await;
             let (status, retry_after, failure) = match result {
                 Ok(response) if response.status.is_success() => return (attempts, Ok(response)),
@@ -311,32 +306,22 @@ impl Dispatcher {
 
     async fn attempt(
         &self,
-        headers: HeaderMap,
+        headers: &HeaderMap,
         body: Bytes,
         destination: &Uri,
         timeout: Option<Duration>,
     ) -> Result<Response, Failure> {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(destination.clone())
-            .body(Full::new(body))
-            .map_err(|e| Failure::Network(e.to_string()))?;
-        *request.headers_mut() = headers;
-        request
-            .headers_mut()
-            .insert("prefer", HeaderValue::from_static("reply"));
+        let extra = [(
+            http::HeaderName::from_static("prefer"),
+            HeaderValue::from_static("reply"),
+        )];
         let exchange = async {
             let response = self
                 .client
-                .request(request)
+                .post(destination, headers, &extra, body, MAX_RESPONSE_BODY)
                 .await
-                .map_err(|e| Failure::Network(error_chain(&e)))?;
+                .map_err(Failure::Network)?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BODY)
-                .collect()
-                .await
-                .map_err(|e| Failure::Network(e.to_string()))?
-                .to_bytes();
             Ok(Response {
                 status: parts.status,
                 retry_after: parts
@@ -374,17 +359,6 @@ pub fn dead_letter_event(event: &Event, destination: &Uri, failure: &Failure) ->
         }
     }
     dead
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 //! assert_eq!(policy.retry.backoff_delay(3), Duration::from_millis(300));
 //! ```
 
+mod client;
 pub mod codec;
 mod dispatcher;
 pub mod recorder;
