@@ -4,9 +4,9 @@
 //!
 //! A [`Driver`](super::Driver) given [`Caches`] takes the objects it reconciles from the
 //! informer of its kind, and the controllers' watches of other kinds subscribe to theirs with
-//! [`Caches::changes`]: a Configuration pass then reads its Revisions from the Revision informer's
-//! cache instead of asking the API server on every pass, and one watch of Revisions serves every
-//! controller that needs them.
+//! [`Caches::changes`]: a Configuration pass then reads its Revisions from the Revision
+//! informer's cache instead of asking the API server on every pass, and one watch of Revisions
+//! serves every controller that needs them.
 //!
 //! A controller is told about a change only after the informer's cache holds it, so a pass
 //! triggered by a child's change reads that change (or a newer one) from the cache. What a
@@ -176,9 +176,9 @@ impl Caches {
     }
 
     /// Every `K` the informer holds once it has filled its cache, then every change (added,
-    /// modified or deleted objects, each once the cache holds it): the stream to trigger a controller with
-    /// (`Controller::for_stream`, `owns_stream`, `watches_stream`). A subscriber that falls
-    /// more than a thousand changes behind gets the whole cache again.
+    /// modified or deleted objects, each once the cache holds it): the stream to trigger a
+    /// controller with (`Controller::for_stream`, `owns_stream`, `watches_stream`). A
+    /// subscriber that falls more than a thousand changes behind gets the whole cache again.
     pub fn changes<K: Cacheable>(
         &self,
     ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
