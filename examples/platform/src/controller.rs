@@ -91,8 +91,15 @@ async fn controller(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|_| format!("knative-controller-{}", std::process::id()));
 
     let ns = args.namespace.clone();
-    // The reconcilers read each other's kinds from one another's watch caches.
     let caches = Caches::new(client.clone(), ns.clone());
+    let drivers = Drivers {
+        client: client.clone(),
+        caches: caches.clone(),
+        args: args.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        identity,
+    };
     // The autoscaler: deciders shared by the PodAutoscaler reconciler, the collector, the
     // activator's pushes and the 2-second tick.
     let deciders = Deciders::new(AutoscalerRegistry::default());
@@ -116,77 +123,32 @@ async fn controller(args: Args) -> anyhow::Result<()> {
         args.activator_service.clone(),
     );
     let sks_watches = sks.watches(&caches);
-    let networking = tokio::spawn(
-        prepare(&client, &caches, &args, &store, &metrics, &identity, sks).run_with(sks_watches),
-    );
-    let eventing = tokio::spawn(run_eventing(
-        client.clone(),
-        caches.clone(),
-        args.clone(),
-        store.clone(),
-        metrics.clone(),
-        identity.clone(),
-    ));
+    let networking = tokio::spawn(drivers.prepare(sks).run_with(sks_watches));
+    let eventing = tokio::spawn(run_eventing(drivers.clone()));
     // Build (knative-build): Build → one Pod of init-container steps, status from the Pod.
     let build_client = client.clone();
     let build_ns = ns.clone();
     let build = tokio::spawn(
-        prepare(
-            &client,
-            &caches,
-            &args,
-            &store,
-            &metrics,
-            &identity,
-            knative_build::reconciler::BuildReconciler::default(),
-        )
-        .run_with(move |c| {
-            knative_build::reconciler::watch_pods(c, &build_client, build_ns.as_deref())
-        }),
+        drivers
+            .prepare(knative_build::reconciler::BuildReconciler::default())
+            .run_with(move |c| {
+                knative_build::reconciler::watch_pods(c, &build_client, build_ns.as_deref())
+            }),
     );
     let results = futures::future::join5(
-        prepare(
-            &client,
-            &caches,
-            &args,
-            &store,
-            &metrics,
-            &identity,
-            ServiceReconciler::new(),
-        )
-        .run_with(ServiceReconciler::watches(&caches)),
-        prepare(
-            &client,
-            &caches,
-            &args,
-            &store,
-            &metrics,
-            &identity,
-            ConfigurationReconciler::new(),
-        )
-        .run_with(ConfigurationReconciler::watches(&caches)),
-        prepare(&client, &caches, &args, &store, &metrics, &identity, route)
-            .run_with(route_watches),
-        prepare(
-            &client,
-            &caches,
-            &args,
-            &store,
-            &metrics,
-            &identity,
-            RevisionReconciler::new(deployment),
-        )
-        .run_with(move |c| revision::watch_children(c, &revision_caches)),
-        prepare(
-            &client,
-            &caches,
-            &args,
-            &store,
-            &metrics,
-            &identity,
-            PodAutoscalerReconciler::new(deciders),
-        )
-        .run_with(move |c| autoscaling::watch_children(c, &pa_caches, &pa_deciders)),
+        drivers
+            .prepare(ServiceReconciler::new())
+            .run_with(ServiceReconciler::watches(&caches)),
+        drivers
+            .prepare(ConfigurationReconciler::new())
+            .run_with(ConfigurationReconciler::watches(&caches)),
+        drivers.prepare(route).run_with(route_watches),
+        drivers
+            .prepare(RevisionReconciler::new(deployment))
+            .run_with(move |c| revision::watch_children(c, &revision_caches)),
+        drivers
+            .prepare(PodAutoscalerReconciler::new(deciders))
+            .run_with(move |c| autoscaling::watch_children(c, &pa_caches, &pa_deciders)),
     )
     .await;
     autoscaler.abort();
@@ -205,16 +167,8 @@ async fn controller(args: Args) -> anyhow::Result<()> {
 
 /// The Eventing reconcilers (Broker, Trigger, Channel, InMemoryChannel, Subscription,
 /// Sequence, Parallel, the sources and SinkBinding), each with the watches of its children.
-async fn run_eventing(
-    client: kube::Client,
-    caches: Caches,
-    args: Args,
-    store: ConfigStore,
-    metrics: Metrics,
-    identity: String,
-) -> Result<(), knative_core::leader::Error> {
-    let (client, caches, args, store, metrics, identity) =
-        (&client, &caches, &args, &store, &metrics, &*identity);
+async fn run_eventing(drivers: Drivers) -> Result<(), knative_core::leader::Error> {
+    let (client, args, drivers) = (&drivers.client, &drivers.args, &drivers);
     use knative_eventing::apis::{
         ApiServerSource, ContainerSource, InMemoryChannel, Parallel, Sequence, Subscription,
     };
@@ -246,159 +200,60 @@ async fn run_eventing(
         .map_or_else(ChannelDispatcher::default, ChannelDispatcher::Url);
     let images = AdapterImages::default();
     let runs: Vec<Run> = vec![
+        Box::pin(drivers.prepare(BrokerReconciler::new(ingress)).run()),
         Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                BrokerReconciler::new(ingress),
-            )
-            .run(),
+            drivers
+                .prepare(TriggerReconciler::new())
+                .run_with(TriggerReconciler::watches(c.clone(), ns.clone())),
         ),
         Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                TriggerReconciler::new(),
-            )
-            .run_with(TriggerReconciler::watches(c.clone(), ns.clone())),
+            drivers
+                .prepare(ChannelReconciler)
+                .run_with(owns::<_, InMemoryChannel>(c.clone(), ns.clone())),
         ),
         Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                ChannelReconciler,
-            )
-            .run_with(owns::<_, InMemoryChannel>(c.clone(), ns.clone())),
+            drivers
+                .prepare(InMemoryChannelReconciler::new(dispatcher))
+                .run(),
+        ),
+        Box::pin(drivers.prepare(SubscriptionReconciler).run()),
+        Box::pin(drivers.prepare(SequenceReconciler).run_with({
+            let (subs, imcs) = (
+                owns::<Sequence, Subscription>(c.clone(), ns.clone()),
+                owns::<Sequence, InMemoryChannel>(c.clone(), ns.clone()),
+            );
+            move |x| imcs(subs(x))
+        })),
+        Box::pin(drivers.prepare(ParallelReconciler).run_with({
+            let (subs, imcs) = (
+                owns::<Parallel, Subscription>(c.clone(), ns.clone()),
+                owns::<Parallel, InMemoryChannel>(c.clone(), ns.clone()),
+            );
+            move |x| imcs(subs(x))
+        })),
+        Box::pin(
+            drivers
+                .prepare(PingSourceReconciler::new(images.clone()))
+                .run_with(owns::<_, k8s_openapi::api::apps::v1::Deployment>(
+                    c.clone(),
+                    ns.clone(),
+                )),
         ),
         Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                InMemoryChannelReconciler::new(dispatcher),
-            )
-            .run(),
+            drivers
+                .prepare(ApiServerSourceReconciler::new(images))
+                .run_with(owns::<
+                    ApiServerSource,
+                    k8s_openapi::api::apps::v1::Deployment,
+                >(c.clone(), ns.clone())),
         ),
-        Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                SubscriptionReconciler,
-            )
-            .run(),
-        ),
-        Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                SequenceReconciler,
-            )
-            .run_with({
-                let (subs, imcs) = (
-                    owns::<Sequence, Subscription>(c.clone(), ns.clone()),
-                    owns::<Sequence, InMemoryChannel>(c.clone(), ns.clone()),
-                );
-                move |x| imcs(subs(x))
-            }),
-        ),
-        Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                ParallelReconciler,
-            )
-            .run_with({
-                let (subs, imcs) = (
-                    owns::<Parallel, Subscription>(c.clone(), ns.clone()),
-                    owns::<Parallel, InMemoryChannel>(c.clone(), ns.clone()),
-                );
-                move |x| imcs(subs(x))
-            }),
-        ),
-        Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                PingSourceReconciler::new(images.clone()),
-            )
-            .run_with(owns::<_, k8s_openapi::api::apps::v1::Deployment>(
-                c.clone(),
-                ns.clone(),
-            )),
-        ),
-        Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                ApiServerSourceReconciler::new(images),
-            )
-            .run_with(owns::<
-                ApiServerSource,
-                k8s_openapi::api::apps::v1::Deployment,
-            >(c.clone(), ns.clone())),
-        ),
-        Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                ContainerSourceReconciler,
-            )
-            .run_with(owns::<
-                ContainerSource,
-                k8s_openapi::api::apps::v1::Deployment,
-            >(c.clone(), ns.clone())),
-        ),
-        Box::pin(
-            prepare(
-                client,
-                caches,
-                args,
-                store,
-                metrics,
-                identity,
-                SinkBindingReconciler,
-            )
-            .run(),
-        ),
+        Box::pin(drivers.prepare(ContainerSourceReconciler).run_with(owns::<
+            ContainerSource,
+            k8s_openapi::api::apps::v1::Deployment,
+        >(
+            c.clone(), ns.clone()
+        ))),
+        Box::pin(drivers.prepare(SinkBindingReconciler).run()),
     ];
     for result in futures::future::join_all(runs).await {
         result?;
@@ -442,27 +297,36 @@ async fn run_autoscaler(
     );
 }
 
-fn prepare<K: KnativeObject, R: Reconciler<K>>(
-    client: &kube::Client,
-    caches: &Caches,
-    args: &Args,
-    store: &ConfigStore,
-    metrics: &Metrics,
-    identity: &str,
-    reconciler: R,
-) -> Driver<K, R> {
-    let mut options = DriverOptions::for_kind::<K>();
-    options.namespace.clone_from(&args.namespace);
-    options.concurrency = args.concurrency;
-    let lease_name = options.name.clone();
-    let mut driver = Driver::with_options(client.clone(), reconciler, options)
-        .with_caches(caches.clone())
-        .with_config(store.clone())
-        .with_metrics(metrics.clone());
-    if args.leader_elect {
-        let lease = LeaseConfig::new(args.system_namespace.clone(), lease_name, identity)
-            .with_knative_timings();
-        driver = driver.with_leader_election(lease);
+/// What every driver of `knative controller` is built with.
+#[derive(Clone)]
+struct Drivers {
+    client: kube::Client,
+    /// The reconcilers read each other's kinds from the shared informers.
+    caches: Caches,
+    args: Args,
+    store: ConfigStore,
+    metrics: Metrics,
+    identity: String,
+}
+
+impl Drivers {
+    /// A driver of `reconciler` with the command's options, caches, configuration, metrics and
+    /// (when asked) leader election.
+    fn prepare<K: KnativeObject, R: Reconciler<K>>(&self, reconciler: R) -> Driver<K, R> {
+        let args = &self.args;
+        let mut options = DriverOptions::for_kind::<K>();
+        options.namespace.clone_from(&args.namespace);
+        options.concurrency = args.concurrency;
+        let lease_name = options.name.clone();
+        let mut driver = Driver::with_options(self.client.clone(), reconciler, options)
+            .with_caches(self.caches.clone())
+            .with_config(self.store.clone())
+            .with_metrics(self.metrics.clone());
+        if args.leader_elect {
+            let lease = LeaseConfig::new(args.system_namespace.clone(), lease_name, &self.identity)
+                .with_knative_timings();
+            driver = driver.with_leader_election(lease);
+        }
+        driver
     }
-    driver
 }

@@ -125,6 +125,15 @@ impl Caches {
         self.inner.namespace.as_deref()
     }
 
+    /// The API of every `K` in the informers' namespace (all namespaces when `None`), for a
+    /// watch of its own besides the informers (e.g. one with a label selector).
+    pub fn api<K: Cacheable>(&self) -> Api<K> {
+        match &self.inner.namespace {
+            Some(ns) => Api::namespaced(self.inner.client.clone(), ns),
+            None => Api::all(self.inner.client.clone()),
+        }
+    }
+
     /// The informer of `K`, started (in a task of the current Tokio runtime) on first use. Its
     /// watch is never filtered: a [`Lister`] takes what the cache holds for all there is.
     fn informer<K: Cacheable>(&self) -> Arc<Informer<K>> {
@@ -139,10 +148,7 @@ impl Caches {
         {
             return found;
         }
-        let api: Api<K> = match &self.inner.namespace {
-            Some(ns) => Api::namespaced(self.inner.client.clone(), ns),
-            None => Api::all(self.inner.client.clone()),
-        };
+        let api = self.api::<K>();
         let (store, writer) = reflector::store();
         let (changes, _) = broadcast::channel(CHANGES_BUFFER);
         let (filled, ready) = watch::channel(false);

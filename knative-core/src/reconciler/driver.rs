@@ -318,10 +318,6 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         configure: &impl Fn(Controller<K>) -> Controller<K>,
         shutdown: Shutdown,
     ) {
-        let api = match &self.options.namespace {
-            Some(ns) => Api::<K>::namespaced(self.client.clone(), ns),
-            None => Api::<K>::all(self.client.clone()),
-        };
         let config =
             kube::runtime::controller::Config::default().concurrency(self.options.concurrency);
         let mut controller = match &self.caches {
@@ -338,6 +334,10 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                 // (often the larger part of an object with a status) are dropped on the way in:
                 // no reconciler reads them, and a status update without them leaves the
                 // server's as they are.
+                let api = match &self.options.namespace {
+                    Some(ns) => Api::<K>::namespaced(self.client.clone(), ns),
+                    None => Api::<K>::all(self.client.clone()),
+                };
                 let (reader, writer) = kube::runtime::reflector::store();
                 let objects = kube::runtime::reflector(
                     writer,

@@ -478,10 +478,7 @@ pub fn watch_children(
     caches: &Caches,
     deciders: &Deciders,
 ) -> Controller<PodAutoscaler> {
-    let pods: Api<Pod> = match caches.namespace() {
-        Some(ns) => Api::namespaced(caches.client().clone(), ns),
-        None => Api::all(caches.client().clone()),
-    };
+    let pods = caches.api::<Pod>();
     controller
         .owns_stream(caches.changes::<ServerlessService>())
         .watches(

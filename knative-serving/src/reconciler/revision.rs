@@ -390,10 +390,7 @@ impl RevisionReconciler {
 /// Knative reacts to pods only through their Deployment and PodAutoscaler; watching the
 /// (labelled) pods too makes a crash loop or an image pull failure show at once.
 pub fn watch_children(controller: Controller<Revision>, caches: &Caches) -> Controller<Revision> {
-    let pods: Api<Pod> = match caches.namespace() {
-        Some(ns) => Api::namespaced(caches.client().clone(), ns),
-        None => Api::all(caches.client().clone()),
-    };
+    let pods = caches.api::<Pod>();
     let labelled = watcher::Config::default().labels(resources::REVISION_UID_LABEL_KEY);
     controller
         .owns_stream(caches.changes::<Deployment>())
