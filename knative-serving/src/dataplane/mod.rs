@@ -18,3 +18,4 @@ pub mod queue;
 pub mod stats;
 pub mod throttler;
 pub mod timeout;
+mod upstream;

@@ -50,6 +50,9 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+pub use super::upstream::ForwardedBody;
+use super::upstream::{Pool, PoolOptions};
+
 /// A boxed error, as bodies and services of the data plane carry them.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -63,6 +66,9 @@ pub struct Forwarder {
 
 #[derive(Debug)]
 struct Clients {
+    /// Plain HTTP/1.1 requests (the fast path): connections driven by the forwarding task.
+    pool: Arc<Pool>,
+    /// HTTP/1.1 upgrades (WebSocket tunnels).
     http1: Client<HttpConnector, ForwardBody>,
     h2c: Option<Client<HttpConnector, ForwardBody>>,
     protocol: UpstreamProtocol,
@@ -203,8 +209,14 @@ impl Forwarder {
                 .http2_adaptive_window(true)
                 .build(connector)
         });
+        let pool = Arc::new(Pool::new(PoolOptions {
+            connect_timeout: options.connect_timeout,
+            idle_timeout: options.pool_idle_timeout,
+            max_idle_per_backend: options.pool_max_idle_per_host,
+        }));
         Self {
             inner: Arc::new(Clients {
+                pool,
                 http1,
                 h2c,
                 protocol: options.protocol,
@@ -222,7 +234,7 @@ impl Forwarder {
         &self,
         req: Request<B>,
         target: SocketAddr,
-    ) -> Result<Response<Incoming>, ProxyError>
+    ) -> Result<Response<ForwardedBody>, ProxyError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -240,9 +252,22 @@ impl Forwarder {
         {
             parts.headers.insert(header::HOST, host);
         }
-        parts.uri = backend_uri(&parts.uri, target)?;
         // An HTTP/1.1 upgrade (WebSocket) keeps its Upgrade header and becomes a tunnel.
         let upgrade = upgrade_protocol(&parts.headers);
+        if upgrade.is_none() && !(use_h2c && clients.h2c.is_some()) {
+            // The fast path: HTTP/1.1 over a connection this task drives.
+            strip_hop_by_hop(&mut parts.headers, true);
+            parts.version = Version::HTTP_11;
+            parts.uri = origin_form(&parts.uri);
+            if !parts.headers.contains_key(header::HOST) {
+                parts.headers.insert(header::HOST, host_of(target)?);
+            }
+            let request = Request::from_parts(parts, ForwardBody::from_body(body));
+            let mut response = clients.pool.send(target, request).await?;
+            strip_hop_by_hop(response.headers_mut(), false);
+            return Ok(response);
+        }
+        parts.uri = backend_uri(&parts.uri, target)?;
         let client_upgrade = upgrade
             .as_ref()
             .and_then(|_| parts.extensions.remove::<OnUpgrade>());
@@ -273,6 +298,7 @@ impl Forwarder {
             .then(|| response.headers().get(header::UPGRADE).cloned())
             .flatten();
         strip_hop_by_hop(response.headers_mut(), false);
+        let mut response = response.map(ForwardedBody::unpooled);
         if let (Some(protocol), Some(client_upgrade)) = (agreed, client_upgrade) {
             let backend_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(tunnel(client_upgrade, backend_upgrade));
@@ -309,6 +335,21 @@ async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
     if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
         tracing::debug!(%error, "upgraded connection ended with an error");
     }
+}
+
+/// The path and query of `uri` alone (what an HTTP/1.1 request line carries to an origin).
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(_) if uri.authority().is_none() && uri.scheme().is_none() => uri.clone(),
+        Some(path_and_query) => Uri::from(path_and_query.clone()),
+        None => Uri::from_static("/"),
+    }
+}
+
+/// `target` as a `Host` header value.
+fn host_of(target: SocketAddr) -> Result<HeaderValue, ProxyError> {
+    HeaderValue::try_from(target.to_string())
+        .map_err(|e| ProxyError::InvalidRequest(format!("backend address {target}: {e}")))
 }
 
 /// `http://{target}{path and query of uri}`.
@@ -396,7 +437,7 @@ fn timed_out(error: &(dyn StdError + 'static)) -> bool {
 
 /// The error and its sources, joined with `: `, so the response says what really happened
 /// ("client error (Connect): tcp connect error: Connection refused").
-fn error_chain(error: &(dyn StdError + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
     let mut message = error.to_string();
     let mut current = error.source();
     while let Some(source) = current {
@@ -421,13 +462,13 @@ fn humanize(duration: Duration) -> String {
 /// The body a [`Forwarder`] sends: an incoming body passes through as it is (no allocation on the
 /// hot path of a proxy), any other body is boxed.
 #[derive(Debug)]
-enum ForwardBody {
+pub(crate) enum ForwardBody {
     Incoming(Incoming),
     Boxed(UnsyncBoxBody<Bytes, BoxError>),
 }
 
 impl ForwardBody {
-    fn from_body<B>(body: B) -> Self
+    pub(crate) fn from_body<B>(body: B) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
