@@ -224,6 +224,67 @@ async fn a_status_conflict_is_retried_against_the_latest_object() {
     assert_eq!(condition(&w, "Ready").status, ConditionStatus::True);
 }
 
+/// Counts its passes in a status annotation, so that every pass writes the status.
+fn count_passes(w: &mut Widget, ctx: &Context) -> Result<(), ReconcileError> {
+    mark_sized(w, ctx)?;
+    let annotations = &mut w.status.get_or_insert_default().annotations;
+    let passes = annotations
+        .get("passes")
+        .map_or(0, |n| n.parse::<usize>().expect("a count"));
+    annotations.insert("passes".into(), (passes + 1).to_string());
+    Ok(())
+}
+
+fn status_writes(api: &RecordingApi) -> Vec<(Verb, u16)> {
+    api.actions()
+        .iter()
+        .filter(|a| a.resource == "widgets")
+        .map(|a| (a.verb, a.code))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pass_on_a_cached_copy_older_than_the_drivers_own_write_starts_from_that_write() {
+    let (api, driver) = setup(&widget("w"), TestReconciler::new(count_passes));
+    // The cache's copy, as it stays until the watch event of the first write arrives.
+    let cached = stored(&api, "w");
+    driver.reconcile(cached.clone()).await.expect("first pass");
+    driver.reconcile(cached).await.expect("second pass");
+    // Without the driver's memory of its write, the second pass would conflict (409), read the
+    // object again and write a second time.
+    assert_eq!(
+        status_writes(&api),
+        vec![(Verb::Update, 200), (Verb::Update, 200)]
+    );
+    let w = stored(&api, "w");
+    assert_eq!(w.status.as_ref().unwrap().annotations["passes"], "2");
+}
+
+#[tokio::test]
+async fn a_cached_copy_changed_by_someone_else_since_the_drivers_write_is_used_as_it_is() {
+    let (api, driver) = setup(&widget("w"), TestReconciler::new(count_passes));
+    driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("first pass");
+    // A spec change after the driver's write: the cache's copy is the newest.
+    let mut changed = (*stored(&api, "w")).clone();
+    changed.spec.size = 2;
+    let changed = kube::Api::<Widget>::namespaced(api.client(), "ns")
+        .replace("w", &Default::default(), &changed)
+        .await
+        .expect("spec change");
+    api.clear_actions();
+    driver
+        .reconcile(Arc::new(changed))
+        .await
+        .expect("second pass");
+    assert_eq!(status_writes(&api), vec![(Verb::Update, 200)]);
+    let w = stored(&api, "w");
+    assert_eq!(w.spec.size, 2);
+    assert_eq!(w.status.as_ref().unwrap().observed_generation, Some(2));
+}
+
 #[tokio::test]
 async fn a_status_write_that_keeps_failing_is_an_error_with_an_update_failed_event() {
     let (api, driver) = setup(&widget("w"), TestReconciler::new(mark_sized));

@@ -28,6 +28,9 @@ use crate::metrics::Metrics;
 const NEW_GENERATION_REASON: &str = "NewObservedGenFailure";
 /// client-go's `retry.DefaultRetry` makes five attempts at a conflicting update.
 const STATUS_UPDATE_ATTEMPTS: usize = 5;
+/// How long the driver remembers an object it wrote whose cache never caught up (it was deleted,
+/// or no pass came after the write).
+const WRITTEN_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How many objects a [`Driver`] reconciles at once unless told otherwise. Bounded, as Knative
 /// bounds its controllers' workers: an unbounded controller that starts with thousands of
@@ -180,6 +183,8 @@ pub struct Driver<K: KnativeObject, R: Reconciler<K>> {
     config: Option<ConfigStore>,
     leader: Option<LeaseConfig>,
     caches: Option<Caches>,
+    /// The objects this driver last wrote, until the cache it reads from has caught up.
+    written: Mutex<Written<K>>,
     _kind: std::marker::PhantomData<fn() -> K>,
 }
 
@@ -210,6 +215,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             options,
             recorder,
             failures: Mutex::new(HashMap::new()),
+            written: Mutex::new(Written::default()),
             pending: Mutex::new(HashSet::new()),
             metrics: None,
             config: None,
@@ -407,6 +413,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     /// controller retries these with [`Driver::error_policy`].
     pub async fn reconcile(&self, original: Arc<K>) -> Result<Action, DriverError> {
         self.mark_pending(&original, false);
+        let original = self.latest_known(original);
         let started = Instant::now();
         if let Some(metrics) = &self.metrics {
             metrics.reconcile_started(&self.options.name);
@@ -425,6 +432,50 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             }
         }
         result
+    }
+
+    /// `cached`, or what this driver last wrote of it when `cached` is older than that write
+    /// (the write's watch event has not reached the cache yet). Starting a pass from the older
+    /// copy would end in a status write that conflicts (409), and a second read and write.
+    fn latest_known(&self, cached: Arc<K>) -> Arc<K> {
+        let key = key_of(&*cached);
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = written.entries.get(&key) else {
+            return cached;
+        };
+        if let Some(version) = cached.meta().resource_version.as_deref()
+            && entry.superseded.iter().any(|v| v == version)
+        {
+            return Arc::clone(&entry.object);
+        }
+        // The cache has caught up, or someone else changed the object since.
+        written.entries.remove(&key);
+        cached
+    }
+
+    /// Notes that this driver wrote `object`, which supersedes the `superseded` versions.
+    fn remember(&self, superseded: Vec<String>, object: K) {
+        let key = key_of(&object);
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if written.entries.len() >= written.next_prune {
+            written
+                .entries
+                .retain(|_, entry| entry.at.elapsed() < WRITTEN_TTL);
+            written.next_prune = (written.entries.len() * 2).max(1024);
+        }
+        written.entries.insert(
+            key,
+            WrittenObject {
+                superseded,
+                object: Arc::new(object),
+                at: Instant::now(),
+            },
+        );
+    }
+
+    fn forget(&self, obj: &K) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        written.entries.remove(&key_of(obj));
     }
 
     fn mark_pending(&self, obj: &K, pending: bool) {
@@ -457,6 +508,8 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         let mut resource = original.clone();
         // The object whose status the status write is based on (changes when the finalizer is set).
         let mut base = original.clone();
+        // The versions this pass's writes supersede, for `latest_known`.
+        let mut superseded: Vec<String> = original.resource_version().into_iter().collect();
 
         let outcome = if resource.meta().deletion_timestamp.is_none() {
             if self.reconciler.uses_finalizer() && !self.has_finalizer(&resource) {
@@ -466,6 +519,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                     .inspect_err(|err| {
                         tracing::warn!(%err, "failed to add finalizer");
                     })?;
+                superseded.extend(base.resource_version());
                 resource = base.clone();
             }
             pre_process(&mut resource, now);
@@ -481,6 +535,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         } else if self.reconciler.uses_finalizer() && self.has_finalizer(&resource) {
             let outcome = self.reconciler.finalize_kind(&mut resource, &ctx).await;
             if outcome.is_ok() {
+                self.forget(&resource);
                 self.set_finalizers(&api, &resource, false).await?;
                 // The object may be gone now; there is no status left to write.
                 return Ok(Action::await_change());
@@ -490,9 +545,30 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             return Ok(Action::await_change());
         };
 
-        if resource.status() != base.status()
-            && let Err(err) = self.update_status(&api, &base, &resource).await
-        {
+        let finalizer_added = superseded.len() > 1;
+        let written = if resource.status() == base.status() {
+            Ok(None)
+        } else {
+            self.update_status(&api, &base, &resource, &mut superseded)
+                .await
+        };
+        let written = match written {
+            Ok(Some(object)) => {
+                self.remember(superseded, object);
+                Ok(())
+            }
+            Ok(None) => {
+                if finalizer_added {
+                    // The finalizer patch's answer is the newest copy; its own version is not
+                    // superseded.
+                    superseded.pop();
+                    self.remember(superseded, base);
+                }
+                Ok(())
+            }
+            Err(err) => Err(err),
+        };
+        if let Err(err) = written {
             publish(
                 &self.recorder,
                 &ctx.reference,
@@ -557,24 +633,32 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     }
 
     /// Writes `desired`'s status over the latest object, retrying 409 conflicts against a fresh
-    /// read (the first attempt uses the store's copy, as knative.dev/pkg does).
-    async fn update_status(&self, api: &Api<K>, base: &K, desired: &K) -> Result<(), kube::Error> {
+    /// read (the first attempt uses the store's copy, as knative.dev/pkg does). Returns the
+    /// object as written, if a write was needed, and adds the versions it read to `superseded`.
+    async fn update_status(
+        &self,
+        api: &Api<K>,
+        base: &K,
+        desired: &K,
+        superseded: &mut Vec<String>,
+    ) -> Result<Option<K>, kube::Error> {
         let mut existing = base.clone();
         let name = desired.name_any();
         let mut attempt = 0;
         loop {
             if attempt > 0 {
                 existing = api.get(&name).await?;
+                superseded.extend(existing.resource_version());
             }
             if existing.status() == desired.status() {
-                return Ok(());
+                return Ok(None);
             }
             *existing.status_mut() = desired.status().cloned();
             match api
                 .replace_status(&name, &PostParams::default(), &existing)
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(written) => return Ok(Some(written)),
                 Err(kube::Error::Api(status))
                     if status.is_conflict() && attempt + 1 < STATUS_UPDATE_ATTEMPTS =>
                 {
@@ -585,6 +669,30 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             }
         }
     }
+}
+
+/// What a [`Driver`] last wrote of each object, until the cache it reads from has caught up.
+struct Written<K> {
+    entries: HashMap<(String, String), WrittenObject<K>>,
+    /// Expired entries are dropped when the map reaches this size.
+    next_prune: usize,
+}
+
+impl<K> Default for Written<K> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            next_prune: 1024,
+        }
+    }
+}
+
+struct WrittenObject<K> {
+    /// The resourceVersions the write superseded: a cached copy at one of them is older than
+    /// `object`.
+    superseded: Vec<String>,
+    object: Arc<K>,
+    at: Instant,
 }
 
 fn key_of<K: Resource>(obj: &K) -> (String, String) {
