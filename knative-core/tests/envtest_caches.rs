@@ -4,6 +4,7 @@
 
 #![cfg(feature = "testing")]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -27,17 +28,13 @@ fn config_map(name: &str, value: &str) -> ConfigMap {
 
 /// The next change of the object named `name`, skipping others.
 async fn next_change_of(
-    changes: &mut (
-             impl futures::Stream<Item = Result<ConfigMap, kube::runtime::watcher::Error>> + Unpin
-         ),
+    changes: &mut (impl futures::Stream<Item = Arc<ConfigMap>> + Unpin),
     name: &str,
-) -> ConfigMap {
+) -> Arc<ConfigMap> {
     tokio::time::timeout(TIMEOUT, async {
         loop {
-            let change = changes.next().await.expect("the stream goes on");
-            if let Ok(object) = change
-                && object.name_any() == name
-            {
+            let object = changes.next().await.expect("the stream goes on");
+            if object.name_any() == name {
                 return object;
             }
         }
@@ -48,17 +45,14 @@ async fn next_change_of(
 
 /// Takes changes until every one of `names` was among them.
 async fn hear_of_all(
-    changes: &mut (
-             impl futures::Stream<Item = Result<ConfigMap, kube::runtime::watcher::Error>> + Unpin
-         ),
+    changes: &mut (impl futures::Stream<Item = Arc<ConfigMap>> + Unpin),
     names: &[&str],
 ) {
     let mut missing: std::collections::BTreeSet<&str> = names.iter().copied().collect();
     tokio::time::timeout(TIMEOUT, async {
         while !missing.is_empty() {
-            if let Ok(object) = changes.next().await.expect("the stream goes on") {
-                missing.remove(object.name_any().as_str());
-            }
+            let object = changes.next().await.expect("the stream goes on");
+            missing.remove(object.name_any().as_str());
         }
     })
     .await

@@ -2,13 +2,14 @@
 //!
 //! 1. throughput: events/s POSTed straight to a subscriber, against events/s through broker
 //!    ingress → filter (10 Triggers, 1 matching) → the same subscriber (counted when the
-//!    subscriber received them);
+//!    subscriber received them), in `BENCH_ROUNDS` alternating rounds (direct, brokered, direct,
+//!    ...) so that a slow spell of the machine falls on both; the figures are over all rounds;
 //! 2. latency at a fixed rate (default 1,000 events/s): send time → subscriber receive time,
 //!    direct and through the broker; the broker's added p50/p99 is the difference.
 //!
 //! ```text
 //! cargo bench -p knative-eventing --bench broker_throughput
-//! BENCH_EVENTS=50000 BENCH_CONCURRENCY=64 BENCH_RATE=1000 BENCH_SECONDS=10 cargo bench ...
+//! BENCH_EVENTS=50000 BENCH_ROUNDS=5 BENCH_CONCURRENCY=64 BENCH_RATE=1000 BENCH_SECONDS=10 cargo bench ...
 //! ```
 //!
 //! A plain `main` (harness = false) rather than criterion: the figures are pipeline throughput
@@ -138,9 +139,9 @@ fn event(id: usize) -> Event {
         .unwrap()
 }
 
-/// Sends events 0..n to `target` with `concurrency` senders; returns events/s as received by the
-/// subscriber.
-async fn throughput(target: &Uri, sink: &Subscriber, n: usize, concurrency: usize) -> f64 {
+/// Sends events 0..n to `target` with `concurrency` senders; returns the time until the
+/// subscriber received them all.
+async fn throughput(target: &Uri, sink: &Subscriber, n: usize, concurrency: usize) -> Duration {
     sink.reset();
     let sender = Dispatcher::new();
     let next = Arc::new(AtomicUsize::new(0));
@@ -164,7 +165,7 @@ async fn throughput(target: &Uri, sink: &Subscriber, n: usize, concurrency: usiz
     }
     while tasks.join_next().await.is_some() {}
     sink.wait_for(n).await;
-    n as f64 / start.elapsed().as_secs_f64()
+    start.elapsed()
 }
 
 /// Sends at a fixed `rate` for `seconds`; returns the sorted send → receive latencies.
@@ -229,17 +230,44 @@ fn cpu_time() -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
-/// [`throughput`] and the process's CPU time per event meanwhile (sender, broker and subscriber
-/// together).
+/// Time and CPU (sender, broker and subscriber together) spent on some events.
+#[derive(Clone, Copy, Default)]
+struct Spent {
+    events: usize,
+    time: Duration,
+    cpu: Duration,
+}
+
+impl Spent {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.time.as_secs_f64()
+    }
+
+    fn cpu_per_event(&self) -> Duration {
+        self.cpu / self.events.max(1) as u32
+    }
+
+    fn add(&mut self, other: Spent) {
+        self.events += other.events;
+        self.time += other.time;
+        self.cpu += other.cpu;
+    }
+}
+
+/// [`throughput`] and the process's CPU time meanwhile.
 async fn throughput_and_cpu(
     target: &Uri,
     sink: &Subscriber,
     n: usize,
     concurrency: usize,
-) -> (f64, Duration) {
+) -> Spent {
     let before = cpu_time();
-    let rate = throughput(target, sink, n, concurrency).await;
-    (rate, (cpu_time() - before) / n as u32)
+    let time = throughput(target, sink, n, concurrency).await;
+    Spent {
+        events: n,
+        time,
+        cpu: cpu_time() - before,
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -250,6 +278,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn main() {
     // `cargo bench` passes `--bench`; there is nothing to filter.
     let events = env("BENCH_EVENTS", 20_000);
+    let rounds = env("BENCH_ROUNDS", 5).max(1);
     let concurrency = env("BENCH_CONCURRENCY", 64);
     let rate = env("BENCH_RATE", 1_000);
     let seconds = env("BENCH_SECONDS", 5);
@@ -266,20 +295,31 @@ fn main() {
         throughput(&sink.uri, &sink, 1_000, concurrency).await;
         throughput(&broker_uri, &sink, 1_000, concurrency).await;
 
-        let (direct, direct_cpu) = throughput_and_cpu(&sink.uri, &sink, events, concurrency).await;
-        let (brokered, brokered_cpu) =
-            throughput_and_cpu(&broker_uri, &sink, events, concurrency).await;
+        let per_round = (events / rounds).max(1);
+        let (mut direct, mut brokered) = (Spent::default(), Spent::default());
+        let mut per_round_ratios = Vec::new();
+        for _ in 0..rounds {
+            let d = throughput_and_cpu(&sink.uri, &sink, per_round, concurrency).await;
+            let b = throughput_and_cpu(&broker_uri, &sink, per_round, concurrency).await;
+            per_round_ratios.push(format!("{:.0}%", 100.0 * b.rate() / d.rate()));
+            direct.add(d);
+            brokered.add(b);
+        }
         println!(
-            "throughput ({events} events, {concurrency} concurrent senders): direct {direct:.0} events/s, \
-             through broker (10 triggers, 1 matching) {brokered:.0} events/s = {:.0}% of direct",
-            100.0 * brokered / direct
+            "throughput ({} events, {concurrency} concurrent senders, {rounds} rounds): direct {:.0} events/s, \
+             through broker (10 triggers, 1 matching) {:.0} events/s = {:.0}% of direct (rounds: {})",
+            direct.events,
+            direct.rate(),
+            brokered.rate(),
+            100.0 * brokered.rate() / direct.rate(),
+            per_round_ratios.join(" ")
         );
         println!(
             "CPU per event (sender, broker and subscriber): direct {:.1} µs, through broker {:.1} µs \
              ({:.0}% of direct at equal CPU)",
-            direct_cpu.as_secs_f64() * 1e6,
-            brokered_cpu.as_secs_f64() * 1e6,
-            100.0 * direct_cpu.as_secs_f64() / brokered_cpu.as_secs_f64()
+            direct.cpu_per_event().as_secs_f64() * 1e6,
+            brokered.cpu_per_event().as_secs_f64() * 1e6,
+            100.0 * direct.cpu.as_secs_f64() / brokered.cpu.as_secs_f64()
         );
 
         let direct = paced_latencies(&sink.uri, &sink, rate, seconds).await;

@@ -85,7 +85,19 @@ async fn main() -> anyhow::Result<()> {
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_knative"))
+    // BENCH_CONTROLLER_WRAPPER runs the controller under a profiler (e.g. `heaptrack -o FILE`);
+    // the RSS printed is then the wrapper's.
+    let wrapper = std::env::var("BENCH_CONTROLLER_WRAPPER").unwrap_or_default();
+    let mut wrapper = wrapper.split_whitespace();
+    let mut controller = match wrapper.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(wrapper).arg(env!("CARGO_BIN_EXE_knative"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_knative")),
+    };
+    let mut controller = controller
         .args(["controller", "--namespace", &ns])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .args(["--autoscaler-addr", "127.0.0.1:0"])

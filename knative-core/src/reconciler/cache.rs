@@ -64,8 +64,31 @@ struct Informer<K: Cacheable> {
     /// `Store::wait_until_ready`, whose future wakes only the last of several tasks waiting on
     /// it (and the controller reading the store waits on it).
     ready: watch::Receiver<bool>,
-    changes: broadcast::Sender<Arc<K>>,
+    changes: broadcast::Sender<Change<K>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// A change an informer announces. An added or modified object is announced by name and read
+/// from the store when a subscriber takes it: the channel keeps its last changes until they are
+/// overwritten, and holding objects there would keep every version the store has since replaced
+/// alive (a thousand per busy kind).
+#[derive(Clone, Debug)]
+enum Change<K: Cacheable> {
+    /// Added or modified: the store holds it (unless it has been deleted since).
+    Applied(ObjectRef<K>),
+    /// Deleted, or dropped by a relist: the store no longer holds it.
+    Deleted(Arc<K>),
+}
+
+impl<K: Cacheable> Change<K> {
+    fn applied(object: &K) -> Self {
+        let meta = object.meta();
+        let key = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
+        Self::Applied(match meta.namespace.as_deref() {
+            Some(namespace) => key.within(namespace),
+            None => key,
+        })
+    }
 }
 
 impl<K: Cacheable> Drop for Informer<K> {
@@ -183,11 +206,10 @@ impl Caches {
 
     /// Every `K` the informer holds once it has filled its cache, then every change (added,
     /// modified or deleted objects, each once the cache holds it): the stream to trigger a
-    /// controller with (`Controller::for_stream`, `owns_stream`, `watches_stream`). A
+    /// controller with (`Controller::for_shared_stream`, `owns_shared_stream`,
+    /// `watches_shared_stream`). The objects are the cache's own, shared rather than copied. A
     /// subscriber that falls more than a thousand changes behind gets the whole cache again.
-    pub fn changes<K: Cacheable>(
-        &self,
-    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    pub fn changes<K: Cacheable>(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let informer = self.informer::<K>();
         let receiver = informer.changes.subscribe();
         let store = (informer.store.clone(), informer.ready.clone());
@@ -203,18 +225,22 @@ impl Caches {
                 };
                 loop {
                     if let Some(object) = pending.pop_front() {
-                        return Some((Ok(object), (receiver, store, Some(pending))));
+                        return Some((object, (receiver, store, Some(pending))));
                     }
-                    match receiver.recv().await {
-                        Ok(object) => {
-                            let object = (*object).clone();
-                            return Some((Ok(object), (receiver, store, Some(pending))));
-                        }
+                    let object = match receiver.recv().await {
+                        Ok(Change::Applied(key)) => match store.0.get(&key) {
+                            Some(object) => object,
+                            // Deleted since: its deletion is announced next.
+                            None => continue,
+                        },
+                        Ok(Change::Deleted(object)) => object,
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             pending = current(&store).await;
+                            continue;
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
-                    }
+                    };
+                    return Some((object, (receiver, store, Some(pending))));
                 }
             },
         )
@@ -254,33 +280,26 @@ async fn announce<K: Cacheable>(
     events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     store: Store<K>,
     filled: watch::Sender<bool>,
-    changes: broadcast::Sender<Arc<K>>,
+    changes: broadcast::Sender<Change<K>>,
 ) {
     let mut events = std::pin::pin!(events);
     let mut before: Vec<Arc<K>> = Vec::new();
     // Nobody listening is fine: subscribers start from the cache.
-    let send = |object: Arc<K>| drop(changes.send(object));
+    let send = |change: Change<K>| drop(changes.send(change));
     while let Some(event) = events.next().await {
         match event {
-            // The store's own copy, rather than a second one in the channel.
-            Ok(watcher::Event::Apply(object)) => {
-                send(
-                    store
-                        .get(&ObjectRef::from_obj(&object))
-                        .unwrap_or_else(|| Arc::new(object)),
-                );
-            }
-            Ok(watcher::Event::Delete(object)) => send(Arc::new(object)),
+            Ok(watcher::Event::Apply(object)) => send(Change::applied(&object)),
+            Ok(watcher::Event::Delete(object)) => send(Change::Deleted(Arc::new(object))),
             Ok(watcher::Event::Init) => before = store.state(),
             Ok(watcher::Event::InitApply(_)) => {}
             Ok(watcher::Event::InitDone) => {
                 filled.send_replace(true);
                 for object in store.state() {
-                    send(object);
+                    send(Change::applied(&*object));
                 }
                 for object in std::mem::take(&mut before) {
                     if store.get(&ObjectRef::from_obj(&*object)).is_none() {
-                        send(object);
+                        send(Change::Deleted(object));
                     }
                 }
             }
@@ -292,10 +311,12 @@ async fn announce<K: Cacheable>(
 }
 
 /// Everything the store holds, once it has been filled.
-async fn current<K: Cacheable>((store, ready): &(Store<K>, watch::Receiver<bool>)) -> VecDeque<K> {
+async fn current<K: Cacheable>(
+    (store, ready): &(Store<K>, watch::Receiver<bool>),
+) -> VecDeque<Arc<K>> {
     let mut ready = ready.clone();
     match ready.wait_for(|filled| *filled).await {
-        Ok(_) => store.state().iter().map(|o| (**o).clone()).collect(),
+        Ok(_) => store.state().into(),
         // The informer stopped before it filled its cache.
         Err(_) => VecDeque::new(),
     }
@@ -405,7 +426,7 @@ mod tests {
             &self,
             store: Store<K>,
             filled: bool,
-        ) -> broadcast::Sender<Arc<K>> {
+        ) -> broadcast::Sender<Change<K>> {
             let (changes, _) = broadcast::channel(4);
             let informer = Arc::new(Informer {
                 store,
@@ -458,10 +479,10 @@ mod tests {
         (reader, writer)
     }
 
-    fn names(objects: &[ConfigMap]) -> Vec<String> {
+    fn names<O: std::borrow::Borrow<ConfigMap>>(objects: &[O]) -> Vec<String> {
         let mut names: Vec<_> = objects
             .iter()
-            .filter_map(|o| o.metadata.name.clone())
+            .filter_map(|o| o.borrow().metadata.name.clone())
             .collect();
         names.sort();
         names
@@ -538,14 +559,60 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_gets_what_the_cache_holds_then_each_change() {
         let caches = unreachable(None);
-        let (store, _writer) = filled(vec![config_map("ns", "a", &[])]);
+        let (store, mut writer) = filled(vec![config_map("ns", "a", &[])]);
         let announce = caches.install(store, true);
         let mut changes = std::pin::pin!(caches.changes::<ConfigMap>());
-        let first = changes.next().await.unwrap().unwrap();
+        let first = changes.next().await.unwrap();
         assert_eq!(first.metadata.name.as_deref(), Some("a"));
-        announce.send(Arc::new(config_map("ns", "b", &[]))).unwrap();
-        let second = changes.next().await.unwrap().unwrap();
+        let b = config_map("ns", "b", &[]);
+        writer.apply_watcher_event(&Event::Apply(b.clone()));
+        announce.send(Change::applied(&b)).unwrap();
+        let second = changes.next().await.unwrap();
         assert_eq!(second.metadata.name.as_deref(), Some("b"));
+        announce
+            .send(Change::Deleted(Arc::new(config_map("ns", "gone", &[]))))
+            .unwrap();
+        let third = changes.next().await.unwrap();
+        assert_eq!(third.metadata.name.as_deref(), Some("gone"));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_reads_a_changed_object_as_the_cache_holds_it_when_it_takes_the_change() {
+        let caches = unreachable(None);
+        let (store, mut writer) = filled(vec![]);
+        let announce = caches.install(store, true);
+        let mut changes = std::pin::pin!(caches.changes::<ConfigMap>());
+        // Two changes of "a" and the deletion of "b" before the subscriber takes any.
+        let first = config_map("ns", "a", &[("version", "1")]);
+        writer.apply_watcher_event(&Event::Apply(first.clone()));
+        announce.send(Change::applied(&first)).unwrap();
+        let second = config_map("ns", "a", &[("version", "2")]);
+        writer.apply_watcher_event(&Event::Apply(second.clone()));
+        announce.send(Change::applied(&second)).unwrap();
+        let b = config_map("ns", "b", &[]);
+        announce.send(Change::applied(&b)).unwrap();
+        announce.send(Change::Deleted(Arc::new(b))).unwrap();
+        let mut heard = Vec::new();
+        // The cache as it is when the subscriber first reads (holding "a"), then the changes.
+        for _ in 0..4 {
+            let object = changes.next().await.unwrap();
+            let version = object
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("version").cloned());
+            heard.push((object.metadata.name.clone().unwrap(), version));
+        }
+        assert_eq!(
+            heard,
+            [
+                ("a".to_owned(), Some("2".to_owned())),
+                ("a".to_owned(), Some("2".to_owned())),
+                ("a".to_owned(), Some("2".to_owned())),
+                // "b" was never in the cache: only its deletion is heard of.
+                ("b".to_owned(), None),
+            ]
+        );
     }
 
     #[tokio::test]
@@ -554,21 +621,15 @@ mod tests {
         let (store, _writer) = filled(vec![config_map("ns", "a", &[]), config_map("ns", "b", &[])]);
         let announce = caches.install(store, true);
         let mut changes = std::pin::pin!(caches.changes::<ConfigMap>());
-        let initial = vec![
-            changes.next().await.unwrap().unwrap(),
-            changes.next().await.unwrap().unwrap(),
-        ];
+        let initial = vec![changes.next().await.unwrap(), changes.next().await.unwrap()];
         assert_eq!(names(&initial), ["a", "b"]);
         // The test channel holds 4 changes: 6 overflow it.
         for i in 0..6 {
             announce
-                .send(Arc::new(config_map("ns", &format!("c{i}"), &[])))
+                .send(Change::applied(&config_map("ns", &format!("c{i}"), &[])))
                 .unwrap();
         }
-        let resync = vec![
-            changes.next().await.unwrap().unwrap(),
-            changes.next().await.unwrap().unwrap(),
-        ];
+        let resync = vec![changes.next().await.unwrap(), changes.next().await.unwrap()];
         assert_eq!(names(&resync), ["a", "b"]);
     }
 
@@ -595,8 +656,11 @@ mod tests {
         announce(reflector(writer, events), store, filled, changes).await;
         assert!(*ready.borrow(), "the store is filled");
         let mut batches = Vec::new();
-        while let Ok(object) = heard.try_recv() {
-            batches.push(object.metadata.name.clone().unwrap());
+        while let Ok(change) = heard.try_recv() {
+            batches.push(match change {
+                Change::Applied(key) => key.name,
+                Change::Deleted(object) => object.metadata.name.clone().unwrap(),
+            });
         }
         // The first list's objects in any order, then "c", then the relist's and the dropped one.
         let (first, rest) = batches.split_at(2);

@@ -330,7 +330,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             // The shared informer of the kind: the other controllers of the process read the
             // same cache.
             Some(caches) if caches.namespace() == self.options.namespace.as_deref() => {
-                Controller::for_stream(caches.changes::<K>(), caches.store::<K>())
+                Controller::for_shared_stream(caches.changes::<K>(), caches.store::<K>())
             }
             _ => {
                 if self.caches.is_some() {

@@ -480,7 +480,7 @@ pub fn watch_children(
 ) -> Controller<PodAutoscaler> {
     let pods = caches.api::<Pod>();
     controller
-        .owns_stream(caches.changes::<ServerlessService>())
+        .owns_shared_stream(caches.changes::<ServerlessService>())
         .watches(
             pods,
             watcher::Config::default().labels(REVISION_LABEL_KEY),

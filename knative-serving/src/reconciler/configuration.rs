@@ -72,7 +72,7 @@ impl ConfigurationReconciler {
         caches: &Caches,
     ) -> impl Fn(Controller<Configuration>) -> Controller<Configuration> + use<> {
         let caches = caches.clone();
-        move |controller| controller.owns_stream(caches.changes::<Revision>())
+        move |controller| controller.owns_shared_stream(caches.changes::<Revision>())
     }
 }
 

@@ -393,8 +393,8 @@ pub fn watch_children(controller: Controller<Revision>, caches: &Caches) -> Cont
     let pods = caches.api::<Pod>();
     let labelled = watcher::Config::default().labels(resources::REVISION_UID_LABEL_KEY);
     controller
-        .owns_stream(caches.changes::<Deployment>())
-        .owns_stream(caches.changes::<PodAutoscaler>())
+        .owns_shared_stream(caches.changes::<Deployment>())
+        .owns_shared_stream(caches.changes::<PodAutoscaler>())
         .watches(pods, labelled, |pod: Pod| {
             let revision = pod.labels().get(resources::REVISION_LABEL_KEY).cloned();
             let namespace = pod.namespace();

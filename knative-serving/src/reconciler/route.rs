@@ -202,13 +202,13 @@ impl RouteReconciler {
             let configs = tracker.clone();
             let revisions = tracker.clone();
             controller
-                .owns_stream(caches.changes::<Ingress>())
-                .owns_stream(caches.changes::<K8sService>())
-                .watches_stream(caches.changes::<Configuration>(), move |c| {
-                    referring(&configs, TargetKind::Configuration, &c)
+                .owns_shared_stream(caches.changes::<Ingress>())
+                .owns_shared_stream(caches.changes::<K8sService>())
+                .watches_shared_stream(caches.changes::<Configuration>(), move |c| {
+                    referring(&configs, TargetKind::Configuration, &*c)
                 })
-                .watches_stream(caches.changes::<Revision>(), move |r| {
-                    referring(&revisions, TargetKind::Revision, &r)
+                .watches_shared_stream(caches.changes::<Revision>(), move |r| {
+                    referring(&revisions, TargetKind::Revision, &*r)
                 })
         }
     }

@@ -132,14 +132,17 @@ impl ServerlessServiceReconciler {
                 })
             });
             controller
-                .owns_stream(caches.changes::<Service>())
-                .watches_stream(caches.changes::<Endpoints>(), |e: Endpoints| {
-                    // Kubernetes' endpoints controller copies the Service's labels.
-                    e.labels()
-                        .contains_key(SERVICE_TYPE_LABEL_KEY)
-                        .then(|| sks_of_endpoints(&e))
-                        .flatten()
-                })
+                .owns_shared_stream(caches.changes::<Service>())
+                .watches_shared_stream(
+                    caches.changes::<Endpoints>(),
+                    |e: std::sync::Arc<Endpoints>| {
+                        // Kubernetes' endpoints controller copies the Service's labels.
+                        e.labels()
+                            .contains_key(SERVICE_TYPE_LABEL_KEY)
+                            .then(|| sks_of_endpoints(&e))
+                            .flatten()
+                    },
+                )
                 .reconcile_all_on(activator_changes)
         }
     }

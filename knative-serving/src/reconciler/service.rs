@@ -77,8 +77,8 @@ impl ServiceReconciler {
         let caches = caches.clone();
         move |controller| {
             controller
-                .owns_stream(caches.changes::<Configuration>())
-                .owns_stream(caches.changes::<Route>())
+                .owns_shared_stream(caches.changes::<Configuration>())
+                .owns_shared_stream(caches.changes::<Route>())
         }
     }
 }
