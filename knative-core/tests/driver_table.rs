@@ -261,6 +261,20 @@ async fn a_pass_on_a_cached_copy_older_than_the_drivers_own_write_starts_from_th
 }
 
 #[tokio::test]
+async fn a_pass_on_a_cached_copy_from_before_the_finalizer_was_added_does_not_add_it_again() {
+    let (api, driver) = setup(
+        &widget("w"),
+        TestReconciler::finalizing(mark_sized, do_nothing),
+    );
+    let cached = stored(&api, "w");
+    driver.reconcile(cached.clone()).await.expect("first pass");
+    api.clear_actions();
+    // The first pass's finalizer patch and status write are not in the cache yet.
+    driver.reconcile(cached).await.expect("second pass");
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
+}
+
+#[tokio::test]
 async fn a_cached_copy_changed_by_someone_else_since_the_drivers_write_is_used_as_it_is() {
     let (api, driver) = setup(&widget("w"), TestReconciler::new(count_passes));
     driver

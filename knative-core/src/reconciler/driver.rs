@@ -454,7 +454,9 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     }
 
     /// Notes that this driver wrote `object`, which supersedes the `superseded` versions.
-    fn remember(&self, superseded: Vec<String>, object: K) {
+    fn remember(&self, superseded: Vec<String>, mut object: K) {
+        // As the cache holds objects.
+        object.meta_mut().managed_fields = None;
         let key = key_of(&object);
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         if written.entries.len() >= written.next_prune {
@@ -510,6 +512,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         let mut base = original.clone();
         // The versions this pass's writes supersede, for `latest_known`.
         let mut superseded: Vec<String> = original.resource_version().into_iter().collect();
+        let mut finalizer_added = false;
 
         let outcome = if resource.meta().deletion_timestamp.is_none() {
             if self.reconciler.uses_finalizer() && !self.has_finalizer(&resource) {
@@ -519,7 +522,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                     .inspect_err(|err| {
                         tracing::warn!(%err, "failed to add finalizer");
                     })?;
-                superseded.extend(base.resource_version());
+                finalizer_added = true;
                 resource = base.clone();
             }
             pre_process(&mut resource, now);
@@ -545,7 +548,6 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             return Ok(Action::await_change());
         };
 
-        let finalizer_added = superseded.len() > 1;
         let written = if resource.status() == base.status() {
             Ok(None)
         } else {
@@ -554,14 +556,16 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         };
         let written = match written {
             Ok(Some(object)) => {
+                // The finalizer patch's answer, if any, is superseded by the status write too.
+                if finalizer_added {
+                    superseded.extend(base.resource_version());
+                }
                 self.remember(superseded, object);
                 Ok(())
             }
             Ok(None) => {
                 if finalizer_added {
-                    // The finalizer patch's answer is the newest copy; its own version is not
-                    // superseded.
-                    superseded.pop();
+                    // The finalizer patch's answer is the newest copy.
                     self.remember(superseded, base);
                 }
                 Ok(())
