@@ -15,5 +15,6 @@ pub mod config;
 pub mod leader;
 pub mod metrics;
 pub mod reconciler;
+pub mod signal;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -137,19 +137,11 @@ async fn activator(args: Args) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "activator serving");
-    activator.serve(listener, shutdown_signal()).await;
+    activator
+        .serve(listener, knative_core::signal::shutdown())
+        .await;
     if let Some(watching) = watching {
         watching.abort();
     }
     Ok(())
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

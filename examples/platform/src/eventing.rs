@@ -155,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tracing::info!(%listen, triggers = routes.len(), "broker ingress and filter");
                 broker.set_triggers(routes);
                 let listener = tokio::net::TcpListener::bind(listen).await?;
-                broker.serve(listener, shutdown()).await?;
+                broker.serve(listener, knative_core::signal::shutdown()).await?;
             }
             Command::Channel {
                 listen,
@@ -171,7 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let watching = dispatcher.clone();
                 tokio::spawn(async move { watching.watch(client, namespace).await });
                 let listener = tokio::net::TcpListener::bind(listen).await?;
-                dispatcher.serve(listener, shutdown()).await?;
+                dispatcher.serve(listener, knative_core::signal::shutdown()).await?;
             }
             Command::Channel {
                 listen,
@@ -184,7 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tracing::info!(%listen, subscribers = routes.len(), "in-memory channel");
                 dispatcher.set_subscriptions(routes);
                 let listener = tokio::net::TcpListener::bind(listen).await?;
-                dispatcher.serve(listener, shutdown()).await?;
+                dispatcher.serve(listener, knative_core::signal::shutdown()).await?;
             }
             Command::Jetstream {
                 listen,
@@ -202,14 +202,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     let config = config.clone();
                     tokio::spawn(async move {
                         let name = route.name.clone();
-                        if let Err(e) = run_dispatcher(config, route, shutdown()).await {
+                        if let Err(e) = run_dispatcher(config, route, knative_core::signal::shutdown()).await {
                             tracing::error!(subscription = %name, error = %e, "dispatcher stopped");
                         }
                     });
                 }
                 tracing::info!(%listen, stream = %config.stream_name(), "JetStream channel");
                 let listener = tokio::net::TcpListener::bind(listen).await?;
-                ingress.serve(listener, shutdown()).await?;
+                ingress.serve(listener, knative_core::signal::shutdown()).await?;
             }
             Command::Ping {
                 from_api_server: true,
@@ -222,7 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tracing::info!(namespace = ?namespace, "ping sources of the API server");
                 tokio::select! {
                     () = run_from_api_server(client, namespace, Dispatcher::new()) => {}
-                    () = shutdown() => {}
+                    () = knative_core::signal::shutdown() => {}
                 }
             }
             Command::Ping { source, .. } => {
@@ -239,7 +239,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let mut running = tokio::task::JoinSet::new();
                 for adapter in adapters {
                     tracing::info!(source = %adapter.source, sink = %adapter.sink, "ping source");
-                    running.spawn(async move { adapter.run(&Dispatcher::new(), shutdown()).await });
+                    running.spawn(async move { adapter.run(&Dispatcher::new(), knative_core::signal::shutdown()).await });
                 }
                 while running.join_next().await.is_some() {}
             }
@@ -265,7 +265,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     tracing::info!(sink = %adapter.sink, resources = adapter.resources.len(), "apiserver source");
                     let client = client.clone();
                     running.spawn(async move {
-                        adapter.run(client, &Dispatcher::new(), shutdown()).await
+                        adapter.run(client, &Dispatcher::new(), knative_core::signal::shutdown()).await
                     });
                 }
                 while let Some(done) = running.join_next().await {
@@ -301,14 +301,4 @@ fn read_channel(path: &Path) -> anyhow::Result<(String, Vec<SubscriptionRoute>)>
         .map(SubscriptionRoute::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     Ok((manifest.metadata.name.unwrap_or_default(), routes))
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

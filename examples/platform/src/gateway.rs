@@ -137,7 +137,9 @@ async fn gateway(args: Args) -> anyhow::Result<()> {
     let table = RouteTable::new(&compiled);
     tracing::info!(listen = %args.listen, hosts = ?table.hosts().collect::<Vec<_>>(), "gateway serving static routes");
     gateway.set_routes(table);
-    gateway.serve(listener, shutdown_signal()).await;
+    gateway
+        .serve(listener, knative_core::signal::shutdown())
+        .await;
     Ok(())
 }
 
@@ -160,7 +162,9 @@ async fn cluster(args: Args, listener: tokio::net::TcpListener) -> anyhow::Resul
     // The driver stops on SIGTERM by itself.
     let driver = tokio::spawn(Driver::with_options(client, reconciler, options).run());
     tracing::info!(listen = %args.listen, class = %args.ingress_class, "gateway serving the cluster's Ingresses");
-    gateway.serve(listener, shutdown_signal()).await;
+    gateway
+        .serve(listener, knative_core::signal::shutdown())
+        .await;
     let _ = driver.await;
     watching.abort();
     Ok(())
@@ -222,14 +226,4 @@ fn parse_endpoints(list: &str) -> anyhow::Result<Vec<SocketAddr>> {
                 .map_err(|err| anyhow::anyhow!("endpoint {e:?} is not host:port: {err}"))
         })
         .collect()
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

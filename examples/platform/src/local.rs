@@ -191,7 +191,7 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
     // A child that dies (a port already taken, a crash) leaves the platform half-working:
     // stop everything and say which one failed.
     let failed = tokio::select! {
-        () = shutdown_signal() => None,
+        () = knative_core::signal::shutdown() => None,
         (name, status) = first_exit(&mut children) => {
             tracing::error!(%status, "knative {name} exited; stopping knative local");
             Some(name)
@@ -416,19 +416,4 @@ async fn apply(data_dir: &Path, file: &Path) -> anyhow::Result<()> {
         println!("{}/{name} applied", resource.plural);
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

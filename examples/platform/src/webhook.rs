@@ -100,7 +100,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(
-        WebhookServer::new(Webhook::default(), tls).serve(listener, shutdown_signal()),
+        WebhookServer::new(Webhook::default(), tls)
+            .serve(listener, knative_core::signal::shutdown()),
     );
     if let (Some(registration), Some(client)) = (&registration, &client) {
         registration
@@ -153,19 +154,4 @@ fn registration(args: &Args, ca_pem: &str) -> anyhow::Result<Option<Registration
         });
     }
     Ok(Some(registration))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
 }

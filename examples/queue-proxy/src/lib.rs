@@ -150,32 +150,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             container_concurrency = proxy.config().container_concurrency,
             "queue-proxy serving"
         );
-        proxy.serve(listeners, shutdown_signal()).await?;
+        proxy
+            .serve(listeners, knative_core::signal::shutdown())
+            .await?;
         tracing::info!("queue-proxy drained and stopped");
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
