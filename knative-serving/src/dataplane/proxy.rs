@@ -225,11 +225,14 @@ impl Forwarder {
     }
 
     /// Sends `req` to the backend at `target` and returns its response, whose body streams from
-    /// the backend as the caller reads it.
+    /// the backend as the caller reads it. Over HTTP/1.1 the body also drives the backend
+    /// connection: read to its end, it returns the connection to the pool; dropped before, it
+    /// closes it.
     ///
-    /// The URI becomes `http://{target}{path and query}`; the client's `Host` is kept (taken from
-    /// the original URI when an HTTP/2 request carried it there); hop-by-hop headers, and those
-    /// the `Connection` header names, are removed from the request and from the response.
+    /// The request keeps the path and query of its URI; the client's `Host` is kept (taken from
+    /// the original URI when an HTTP/2 request carried it there, `target` when it has none);
+    /// hop-by-hop headers, and those the `Connection` header names, are removed from the
+    /// request and from the response.
     pub async fn forward<B>(
         &self,
         req: Request<B>,
@@ -528,6 +531,16 @@ mod tests {
         let uri: Uri = "http://hello.example.com/a/b?x=1".parse().unwrap();
         let rewritten = backend_uri(&uri, "127.0.0.1:8080".parse().unwrap()).unwrap();
         assert_eq!(rewritten, "http://127.0.0.1:8080/a/b?x=1");
+    }
+
+    #[test]
+    fn an_absolute_uri_is_sent_in_origin_form_and_an_origin_form_one_as_it_is() {
+        let absolute: Uri = "http://hello.example.com/a/b?x=1".parse().unwrap();
+        assert_eq!(origin_form(&absolute), "/a/b?x=1");
+        let origin: Uri = "/healthz?probe=1".parse().unwrap();
+        assert_eq!(origin_form(&origin), "/healthz?probe=1");
+        let authority_only: Uri = "hello.example.com:80".parse().unwrap();
+        assert_eq!(origin_form(&authority_only), "/");
     }
 
     #[test]
