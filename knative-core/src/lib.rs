@@ -7,11 +7,13 @@
 //!   onto `kube::runtime::Controller`.
 //! - [`config`]: typed configuration from ConfigMaps, watched live.
 //! - [`leader`]: Lease-based leader election.
+//! - [`http1`]: HTTP/1.1 client connections driven by their user, for the data planes.
 //! - [`metrics`]: Prometheus metrics of the reconcilers.
 //! - `testing` (feature `testing`): a recording API double and helpers for a real API server.
 
 pub mod apis;
 pub mod config;
+pub mod http1;
 pub mod leader;
 pub mod metrics;
 pub mod reconciler;

@@ -1,5 +1,6 @@
 //! The HTTP/1 client the [`Dispatcher`](super::Dispatcher) delivers with: hyper's
-//! `client::conn::http1` over plain TCP, with a small pool of idle connections per authority.
+//! `client::conn::http1` over plain TCP ([`knative_core::http1`]'s driven connections), with a
+//! small pool of idle connections per authority.
 //!
 //! Why not hyper-util's legacy `Client`: each of its requests goes through a pool checkout
 //! (hashing, locking, a waiter queue) and a channel to a connection task spawned per connection,
@@ -16,19 +17,16 @@
 //! - Only `http` URIs: TLS is not part of the in-cluster data plane.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use knative_core::http1::{DrivenConn, IdleConns};
 use tokio::net::TcpStream;
 
 /// How long an idle connection stays in the pool.
@@ -36,46 +34,7 @@ pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most idle connections kept per authority.
 pub(crate) const MAX_IDLE_PER_AUTHORITY: usize = 1024;
 
-type Connection = http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
-
-/// One HTTP/1 connection: the handle requests are sent through and the connection state machine,
-/// which whoever uses the connection polls.
-struct Conn {
-    sender: http1::SendRequest<Full<Bytes>>,
-    connection: Connection,
-    /// The connection future completed: closed by the server, or failed.
-    done: bool,
-    idle_since: Instant,
-}
-
-impl Conn {
-    /// Runs `future` while driving the connection, which does the I/O it waits for.
-    async fn drive<F: Future>(
-        connection: &mut Connection,
-        done: &mut bool,
-        future: F,
-    ) -> F::Output {
-        let mut future = std::pin::pin!(future);
-        std::future::poll_fn(|cx| {
-            if !*done && Pin::new(&mut *connection).poll(cx).is_ready() {
-                *done = true;
-            }
-            future.as_mut().poll(cx)
-        })
-        .await
-    }
-
-    /// Waits until a request can be sent; `false` if the connection is closed.
-    async fn ready(&mut self) -> bool {
-        let Conn {
-            sender,
-            connection,
-            done,
-            ..
-        } = self;
-        Self::drive(connection, done, sender.ready()).await.is_ok() && !*done
-    }
-}
+type Conn = DrivenConn<Full<Bytes>>;
 
 /// Connections per authority, shared by clones.
 #[derive(Clone, Default)]
@@ -114,10 +73,7 @@ impl Hasher for Fnv {
 struct Pool {
     /// The `Host` header of its requests.
     host: HeaderValue,
-    /// Idle connections, the most recently used last.
-    /// Boxed: a connection moves in and out of here on every request, a pointer moves cheaper.
-    #[allow(clippy::vec_box)]
-    idle: Vec<Box<Conn>>,
+    idle: IdleConns<Full<Bytes>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -181,30 +137,24 @@ impl HttpClient {
                     "connection to {authority} closed before the request"
                 ));
             }
-            let Conn {
-                sender,
-                connection,
-                done,
-                ..
-            } = &mut *conn;
-            let response =
-                match Conn::drive(connection, done, sender.try_send_request(request)).await {
-                    Ok(response) => response,
-                    Err(mut e) => match e.take_message() {
-                        // Not sent: another connection may take it.
-                        Some(unsent) if reused => {
-                            request = unsent;
-                            continue;
-                        }
-                        _ => return Err(error_chain(&e.into_error())),
-                    },
-                };
+            let response = match conn.drive(|sender| sender.try_send_request(request)).await {
+                Ok(response) => response,
+                Err(mut e) => match e.take_message() {
+                    // Not sent: another connection may take it.
+                    Some(unsent) if reused => {
+                        request = unsent;
+                        continue;
+                    }
+                    _ => return Err(error_chain(&e.into_error())),
+                },
+            };
             let (parts, body) = response.into_parts();
-            let body = Conn::drive(connection, done, Limited::new(body, max_body).collect())
+            let body = conn
+                .drive(|_| Limited::new(body, max_body).collect())
                 .await
                 .map_err(|e| format!("reading the response body: {e}"))?
                 .to_bytes();
-            if !conn.done && !conn.sender.is_closed() {
+            if conn.reusable() {
                 self.checkin(authority, conn);
             }
             return Ok(Response::from_parts(parts, body));
@@ -227,39 +177,18 @@ impl HttpClient {
                     .entry(authority.as_str().into())
                     .or_insert(Pool {
                         host,
-                        idle: Vec::new(),
+                        idle: IdleConns::default(),
                     })
             }
         };
-        let now = Instant::now();
-        while let Some(conn) = pool.idle.pop() {
-            if now.duration_since(conn.idle_since) >= IDLE_TIMEOUT {
-                // Every one below is older still.
-                pool.idle.clear();
-                break;
-            }
-            if !conn.sender.is_closed() {
-                return Ok((pool.host.clone(), Some(conn)));
-            }
-        }
-        Ok((pool.host.clone(), None))
+        Ok((pool.host.clone(), pool.idle.checkout(IDLE_TIMEOUT)))
     }
 
-    fn checkin(&self, authority: &Authority, mut conn: Box<Conn>) {
-        conn.idle_since = Instant::now();
+    fn checkin(&self, authority: &Authority, conn: Box<Conn>) {
         let mut authorities = self.authorities.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(pool) = authorities.get_mut(authority.as_str()) else {
-            return;
-        };
-        // Age out the oldest (at the bottom) so an authority no longer used does not keep them.
-        let expired = pool
-            .idle
-            .iter()
-            .take_while(|c| conn.idle_since.duration_since(c.idle_since) >= IDLE_TIMEOUT)
-            .count();
-        pool.idle.drain(..expired);
-        if pool.idle.len() < MAX_IDLE_PER_AUTHORITY {
-            pool.idle.push(conn);
+        if let Some(pool) = authorities.get_mut(authority.as_str()) {
+            pool.idle
+                .checkin(conn, IDLE_TIMEOUT, MAX_IDLE_PER_AUTHORITY);
         }
     }
 
@@ -290,16 +219,10 @@ async fn connect(authority: &Authority) -> Result<Box<Conn>, String> {
     }
     .map_err(|e| format!("connecting to {authority}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+    let conn = Conn::handshake(stream)
         .await
         .map_err(|e| format!("connecting to {authority}: {}", error_chain(&e)))?;
-    Ok(Box::new(Conn {
-        sender,
-        connection,
-        done: false,
-        idle_since: Instant::now(),
-    }))
+    Ok(Box::new(conn))
 }
 
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {

@@ -18,74 +18,21 @@
 //!   sending); one that ended returns it to the pool.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use knative_core::http1::{DrivenConn, IdleConns};
 use tokio::net::TcpStream;
 
 use super::proxy::{ForwardBody, ProxyError};
 
-type Connection = http1::Connection<TokioIo<TcpStream>, ForwardBody>;
-
-/// One HTTP/1.1 connection: the handle requests are sent through and the connection's state
-/// machine, which whoever uses the connection polls.
-struct Conn {
-    sender: http1::SendRequest<ForwardBody>,
-    connection: Connection,
-    /// The connection future completed: closed by the backend, or failed.
-    done: bool,
-    idle_since: Instant,
-}
-
-impl Conn {
-    /// Polls the connection (its reads and writes) once; notes when it has finished.
-    fn poll_connection(&mut self, cx: &mut Context<'_>) {
-        if !self.done && Pin::new(&mut self.connection).poll(cx).is_ready() {
-            self.done = true;
-        }
-    }
-
-    /// Runs `future` while driving the connection, which does the I/O it waits for.
-    async fn drive<F: Future>(
-        connection: &mut Connection,
-        done: &mut bool,
-        future: F,
-    ) -> F::Output {
-        let mut future = std::pin::pin!(future);
-        std::future::poll_fn(|cx| {
-            if !*done && Pin::new(&mut *connection).poll(cx).is_ready() {
-                *done = true;
-            }
-            future.as_mut().poll(cx)
-        })
-        .await
-    }
-
-    /// Waits until a request can be sent; `false` if the connection is closed.
-    async fn ready(&mut self) -> bool {
-        let Conn {
-            sender,
-            connection,
-            done,
-            ..
-        } = self;
-        Self::drive(connection, done, sender.ready()).await.is_ok() && !*done
-    }
-
-    /// Whether another request may go over this connection.
-    fn reusable(&self) -> bool {
-        !self.done && !self.sender.is_closed()
-    }
-}
+type Conn = DrivenConn<ForwardBody>;
 
 /// How the pool connects and keeps connections.
 #[derive(Clone, Copy, Debug)]
@@ -96,20 +43,10 @@ pub(crate) struct PoolOptions {
 }
 
 /// Idle HTTP/1.1 connections per backend.
+#[derive(Debug)]
 pub(crate) struct Pool {
     options: PoolOptions,
-    /// Idle connections per backend, the most recently used last. Boxed: a connection moves in
-    /// and out of here on every request, and a pointer moves cheaper.
-    #[allow(clippy::vec_box)]
-    idle: Mutex<HashMap<SocketAddr, Vec<Box<Conn>>>>,
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
+    idle: Mutex<HashMap<SocketAddr, IdleConns<ForwardBody>>>,
 }
 
 impl Pool {
@@ -143,13 +80,7 @@ impl Pool {
                     reason: "the connection closed before the request was sent".into(),
                 });
             }
-            let Conn {
-                sender,
-                connection,
-                done,
-                ..
-            } = &mut *conn;
-            match Conn::drive(connection, done, sender.try_send_request(request)).await {
+            match conn.drive(|sender| sender.try_send_request(request)).await {
                 Ok(response) => {
                     return Ok(response.map(|body| ForwardedBody {
                         body,
@@ -181,36 +112,16 @@ impl Pool {
     /// The most recently used idle connection to `target` that may still be open.
     fn checkout(&self, target: SocketAddr) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.get_mut(&target)?;
-        let now = Instant::now();
-        while let Some(conn) = conns.pop() {
-            if now.duration_since(conn.idle_since) >= self.options.idle_timeout {
-                // Every one below is older still.
-                conns.clear();
-                break;
-            }
-            if !conn.sender.is_closed() {
-                return Some(conn);
-            }
-        }
-        None
+        idle.get_mut(&target)?.checkout(self.options.idle_timeout)
     }
 
-    fn checkin(&self, target: SocketAddr, mut conn: Box<Conn>) {
-        conn.idle_since = Instant::now();
+    fn checkin(&self, target: SocketAddr, conn: Box<Conn>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.entry(target).or_default();
-        // Age out the oldest (at the bottom), so a backend no longer used does not keep them.
-        let expired = conns
-            .iter()
-            .take_while(|c| {
-                conn.idle_since.duration_since(c.idle_since) >= self.options.idle_timeout
-            })
-            .count();
-        conns.drain(..expired);
-        if conns.len() < self.options.max_idle_per_backend {
-            conns.push(conn);
-        }
+        idle.entry(target).or_default().checkin(
+            conn,
+            self.options.idle_timeout,
+            self.options.max_idle_per_backend,
+        );
     }
 
     /// Opens a TCP connection (no Nagle delay) and does the HTTP/1.1 handshake.
@@ -227,25 +138,23 @@ impl Pool {
             reason: format!("tcp connect error: {e}"),
         })?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+        let conn = Conn::handshake(stream)
             .await
             .map_err(|e| ProxyError::Connect {
                 target,
                 reason: super::proxy::error_chain(&e),
             })?;
-        Ok(Box::new(Conn {
-            sender,
-            connection,
-            done: false,
-            idle_since: Instant::now(),
-        }))
+        Ok(Box::new(conn))
     }
 
     /// Idle connections kept for `target` (for tests).
     #[cfg(test)]
     pub(crate) fn idle_count(&self, target: SocketAddr) -> usize {
-        self.idle.lock().unwrap().get(&target).map_or(0, Vec::len)
+        self.idle
+            .lock()
+            .unwrap()
+            .get(&target)
+            .map_or(0, IdleConns::len)
     }
 }
 
