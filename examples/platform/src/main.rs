@@ -59,16 +59,7 @@ fn init_logs(format: LogFormat) {
 pub(crate) async fn kube_client(
     kubeconfig: Option<&std::path::Path>,
 ) -> anyhow::Result<kube::Client> {
-    let Some(path) = kubeconfig else {
-        return Ok(kube::Client::try_default().await?);
-    };
-    let file = kube::config::Kubeconfig::read_from(path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(knative_core::client::connect(kubeconfig).await?)
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,5 +116,16 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Eventing(args) => eventing::run(args),
         Command::Webhook(args) => webhook::run(args),
         Command::Local(args) => local::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_subcommand_has_well_formed_arguments() {
+        // clap checks a subcommand's arguments only when it is parsed; this checks them all.
+        super::Cli::command().debug_assert();
     }
 }

@@ -4,7 +4,9 @@
 //! 1. **bare client**: creates, for N services, the objects the controller would create
 //!    (Configuration, Route, Revision, Deployment, PodAutoscaler, Ingress) directly, with
 //!    `CONCURRENCY` requests in flight, and times it;
-//! 2. **controller**: starts `knative controller` for a fresh namespace, creates N Knative
+//! 2. **controller**: starts the Serving controller (`knative-controller`, the lean binary; with
+//!    `BENCH_CONTROLLER_BIN=path/to/knative` it runs `knative controller` instead, with the Build
+//!    and Eventing reconcilers besides) for a fresh namespace, creates N Knative
 //!    Services (`CONCURRENCY` in flight) and times until every one has all six children;
 //!    the bench plays the autoscaler (marks PodAutoscalers ready with one pod), because this
 //!    server runs no pods: without it no Revision becomes ready and no Route programs an
@@ -17,7 +19,7 @@
 //!    bound, since it counts every client of the shared server);
 //! 4. the controller's resident memory (VmRSS) at the end.
 //!
-//! `KUBECONFIG=/tmp/envtest-0/kubeconfig N=1000 cargo bench -p knative-platform --bench controller_scale`
+//! `KUBECONFIG=/tmp/envtest-0/kubeconfig N=1000 cargo bench -p knative-controller --bench controller_scale`
 //! (defaults: N=1000, CONCURRENCY=16, IDLE_SECONDS=60, CONTROLLER_CONCURRENCY: the controller's
 //! default `--concurrency`). Figures go to docs/performance.md.
 
@@ -89,16 +91,21 @@ async fn main() -> anyhow::Result<()> {
     // the RSS printed is then the wrapper's.
     let wrapper = std::env::var("BENCH_CONTROLLER_WRAPPER").unwrap_or_default();
     let mut wrapper = wrapper.split_whitespace();
+    let (binary, subcommand) = match std::env::var("BENCH_CONTROLLER_BIN") {
+        Ok(knative) => (knative, Some("controller")),
+        Err(_) => (env!("CARGO_BIN_EXE_knative-controller").to_owned(), None),
+    };
     let mut controller = match wrapper.next() {
         Some(program) => {
             let mut command = Command::new(program);
-            command.args(wrapper).arg(env!("CARGO_BIN_EXE_knative"));
+            command.args(wrapper).arg(&binary);
             command
         }
-        None => Command::new(env!("CARGO_BIN_EXE_knative")),
+        None => Command::new(&binary),
     };
     let mut controller = controller
-        .args(["controller", "--namespace", &ns])
+        .args(subcommand)
+        .args(["--namespace", &ns])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .args(["--autoscaler-addr", "127.0.0.1:0"])
         .args(["--concurrency", &controller_concurrency.to_string()])
