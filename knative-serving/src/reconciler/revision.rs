@@ -69,6 +69,7 @@ use crate::apis::serving::v1::{
 };
 use crate::apis::{Defaults, PodAutoscaler, Revision, SetDefaults};
 use crate::reconciler::children::{api_failure, refuse_not_owned};
+use crate::reconciler::compact::CompactDeployment;
 
 pub use lifecycle::{
     REASON_DEPLOYING, REASON_NOT_OWNED, REASON_PROGRESS_DEADLINE_EXCEEDED, REASON_REVISION_READY,
@@ -198,8 +199,8 @@ impl RevisionReconciler {
     ) -> Result<Deployment, ReconcileError> {
         let namespace = rev.namespace().unwrap_or_default();
         let name = deployment_name(rev);
-        let deployments = ctx.lister::<Deployment>(&namespace);
-        let api = deployments.api();
+        let deployments = ctx.lister::<CompactDeployment>(&namespace);
+        let api = &Api::<Deployment>::namespaced(ctx.client().clone(), &namespace);
         let now = ctx.now();
 
         let Some(have) = deployments
@@ -258,8 +259,12 @@ impl RevisionReconciler {
         rev: &Revision,
         ctx: &Context,
         api: &Api<Deployment>,
-        have: Deployment,
+        have: CompactDeployment,
     ) -> Result<Deployment, ReconcileError> {
+        let name = have.name_any();
+        let have = have.into_deployment().map_err(|e| {
+            ReconcileError::transient(format!("deployment {name:?}: undecodable spec: {e}"))
+        })?;
         let want = make_deployment(rev, ctx.config(), &self.config);
         let mut spec = want.spec.unwrap_or_default();
         if let Some(have_spec) = have.spec.as_ref() {
@@ -272,7 +277,6 @@ impl RevisionReconciler {
             return Ok(have);
         }
 
-        let name = have.name_any();
         let mut desired = have;
         desired.spec = Some(spec);
         // New labels are carried over; existing ones are left to whoever set them.
@@ -393,7 +397,7 @@ pub fn watch_children(controller: Controller<Revision>, caches: &Caches) -> Cont
     let pods = caches.api::<Pod>();
     let labelled = watcher::Config::default().labels(resources::REVISION_UID_LABEL_KEY);
     controller
-        .owns_shared_stream(caches.changes::<Deployment>())
+        .owns_shared_stream(caches.changes::<CompactDeployment>())
         .owns_shared_stream(caches.changes::<PodAutoscaler>())
         .watches(pods, labelled, |pod: Pod| {
             let revision = pod.labels().get(resources::REVISION_LABEL_KEY).cloned();

@@ -41,9 +41,9 @@ pub mod resources;
 
 use std::collections::BTreeMap;
 
+use crate::reconciler::compact::CompactDeployment;
 use async_trait::async_trait;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::KnativeObject;
@@ -264,13 +264,14 @@ async fn scale_target_selector(
     let not_found = || ReconcileError::transient(format!("scale target {kind} {name:?} not found"));
     let selector = if api_version == "apps/v1" && kind == "Deployment" {
         let deployment = ctx
-            .lister::<Deployment>(&namespace)
+            .lister::<CompactDeployment>(&namespace)
             .get(&name)
             .await
             .map_err(|e| api_failure("get", "scale target", &name, e))?
             .ok_or_else(not_found)?;
         deployment
-            .spec
+            .spec()
+            .map_err(|e| ReconcileError::transient(format!("scale target {kind} {name:?}: {e}")))?
             .and_then(|s| s.selector.match_labels)
             .unwrap_or_default()
     } else {
