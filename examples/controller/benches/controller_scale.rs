@@ -24,6 +24,7 @@
 //! default `--concurrency`). Figures go to docs/performance.md.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,7 +104,9 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Command::new(&binary),
     };
+    // A group of its own, so that SIGTERM reaches the controller under a wrapper too.
     let mut controller = controller
+        .process_group(0)
         .args(subcommand)
         .args(["--namespace", &ns])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
@@ -191,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
     println!("controller {rss} with {n} Services");
 
     let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args(["-TERM", "--", &format!("-{pid}")])
         .status();
     let _ = controller.wait();
     for namespace in [bare_ns, ns] {
