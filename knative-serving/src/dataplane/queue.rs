@@ -317,8 +317,8 @@ impl QueueProxy {
         builder
             .http1()
             // One `write` of head and body copied together rather than a `writev` of both: 2
-            // points more of direct throughput at c=16 (docs/performance.md); a large body is
-            // copied at most `max_buf_size` at a time.
+            // points more of direct throughput at c=16 (docs/performance.md); each body chunk
+            // is copied, and no more is taken while the buffer holds `max_buf_size`.
             .writev(false)
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.header_read_timeout)
