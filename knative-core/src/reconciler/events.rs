@@ -44,7 +44,8 @@ pub struct EventPublisher {
     controller: String,
     instance: String,
     /// The Events published lately, by the hash of their [`Key`] (64 bits, keyed anew in each
-    /// process: a thousand objects' Events took 4 MB with the keys' strings kept).
+    /// process: a thousand objects' Events took 4 MB with the keys' strings kept). Two different
+    /// Events with the same hash would share a series; the odds are 1 in 2^64 per pair.
     recent: Arc<Mutex<HashMap<u64, Recent>>>,
     hasher: RandomState,
 }

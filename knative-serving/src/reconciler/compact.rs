@@ -78,6 +78,7 @@ impl From<&Deployment> for CompactDeployment {
     fn from(deployment: &Deployment) -> Self {
         Self {
             metadata: deployment.metadata.clone(),
+            // Serializing k8s-openapi's types does not fail (string keys, no non-finite floats).
             spec: deployment.spec.as_ref().map(|spec| {
                 serde_json::to_string(spec)
                     .unwrap_or_default()

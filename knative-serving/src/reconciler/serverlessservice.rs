@@ -41,7 +41,6 @@ pub mod resources;
 
 use std::collections::BTreeMap;
 
-use crate::reconciler::compact::CompactDeployment;
 use async_trait::async_trait;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -62,6 +61,7 @@ use crate::apis::networking::v1alpha1::{
 };
 pub use crate::reconciler::children::REASON_NOT_OWNED;
 use crate::reconciler::children::{api_failure, is_controlled_by, refuse_not_owned};
+use crate::reconciler::compact::CompactDeployment;
 use resources::{
     PRIVATE_SERVICE_SUFFIX, SERVICE_TYPE_LABEL_KEY, Source, choose_source, filter_subset_ports,
     make_private_service, make_public_endpoints, make_public_service, private_service_name,
