@@ -120,6 +120,7 @@ where
     tracing::info!(addr = %args.autoscaler_addr, "autoscaler takes activator stats on POST /stats");
     let autoscaler = tokio::spawn(run_autoscaler(
         client.clone(),
+        caches.api(),
         ns.clone(),
         stat_listener,
         deciders.clone(),
@@ -167,11 +168,12 @@ where
     Ok(())
 }
 
-/// The autoscaler's loops: the revisions' pods (a reflector of the pods labelled with their
+/// The autoscaler's loops: the revisions' pods (a reflector of the `pods` labelled with their
 /// revision) scraped every second, the activator's stat pushes on `listener`, the deciders ticked
 /// every 2 s, and the deciders of deleted PodAutoscalers forgotten. Runs until aborted.
 async fn run_autoscaler(
     client: kube::Client,
+    pods: kube::Api<k8s_openapi::api::core::v1::Pod>,
     namespace: Option<String>,
     listener: tokio::net::TcpListener,
     deciders: Deciders,
@@ -179,10 +181,6 @@ async fn run_autoscaler(
     use futures::StreamExt as _;
     use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 
-    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = match &namespace {
-        Some(ns) => kube::Api::namespaced(client.clone(), ns),
-        None => kube::Api::all(client.clone()),
-    };
     let (store, writer) = reflector::store();
     let pod_watch = reflector(
         writer,

@@ -2,48 +2,17 @@
 //! is reconciled to a Configuration, a Revision and its Deployment; SIGTERM stops it cleanly.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use knative_core::testing::envtest::{TestNamespace, client};
+use knative_core::testing::envtest::{TestNamespace, client, eventually, install_crds};
 use knative_serving::apis::{Configuration, Revision, Service};
-use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::wait::{await_condition, conditions};
-
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..300 {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test]
 async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json_and_stops_on_sigterm()
  {
     let client = client().await;
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in knative_serving::crds() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply("knative-controller-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("install CRD");
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .expect("established")
-        .unwrap();
-    }
+    install_crds(&client, "knative-controller-test", &knative_serving::crds()).await;
     let ns = TestNamespace::create(&client, "controller").await;
     let kubeconfig = std::env::var("KNATIVE_TEST_KUBECONFIG")
         .or_else(|_| std::env::var("KUBECONFIG"))

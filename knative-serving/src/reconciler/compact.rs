@@ -42,16 +42,6 @@ fn compact_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Box
 }
 
 impl CompactDeployment {
-    /// The spec as JSON (`Null` when the Deployment has none).
-    ///
-    /// # Errors
-    /// Never for a spec this type decoded itself; the `Result` is serde's.
-    pub fn spec_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        self.spec
-            .as_deref()
-            .map_or(Ok(serde_json::Value::Null), serde_json::from_str)
-    }
-
     /// The spec, decoded.
     ///
     /// # Errors
@@ -71,21 +61,6 @@ impl CompactDeployment {
             metadata: self.metadata,
             status: self.status,
         })
-    }
-}
-
-impl From<&Deployment> for CompactDeployment {
-    fn from(deployment: &Deployment) -> Self {
-        Self {
-            metadata: deployment.metadata.clone(),
-            // Serializing k8s-openapi's types does not fail (string keys, no non-finite floats).
-            spec: deployment.spec.as_ref().map(|spec| {
-                serde_json::to_string(spec)
-                    .unwrap_or_default()
-                    .into_boxed_str()
-            }),
-            status: deployment.status.clone(),
-        }
     }
 }
 
@@ -149,17 +124,10 @@ mod tests {
     }
 
     #[test]
-    fn the_spec_json_is_what_the_api_server_sent_unknown_fields_included() {
-        let compact: CompactDeployment = serde_json::from_value(deployment_json()).unwrap();
-        assert_eq!(compact.spec_json().unwrap(), deployment_json()["spec"]);
-    }
-
-    #[test]
     fn a_deployment_without_a_spec_has_none() {
         let compact: CompactDeployment =
             serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": null})).unwrap();
         assert_eq!(compact.spec().unwrap(), None);
-        assert_eq!(compact.spec_json().unwrap(), serde_json::Value::Null);
     }
 
     #[test]
@@ -171,12 +139,5 @@ mod tests {
             panic!("not a modification: {event:?}");
         };
         assert_eq!(compact.spec().unwrap().unwrap().replicas, Some(2));
-    }
-
-    #[test]
-    fn from_a_deployment_and_back() {
-        let full: Deployment = serde_json::from_value(deployment_json()).unwrap();
-        let compact = CompactDeployment::from(&full);
-        assert_eq!(compact.into_deployment().unwrap(), full);
     }
 }
