@@ -34,7 +34,7 @@ use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::{CONDITION_SUCCEEDED, KnativeObject};
-use knative_core::reconciler::{Context, ReconcileError, Reconciler};
+use knative_core::reconciler::{Compact, Context, ReconcileError, Reconciler};
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::Controller;
 use kube::runtime::watcher;
@@ -72,10 +72,10 @@ impl BuildReconciler {
 
 /// Configures the Build controller to watch the Pods of Builds (in `namespace`, or all).
 pub fn watch_pods(
-    controller: Controller<Build>,
+    controller: Controller<Compact<Build>>,
     client: &Client,
     namespace: Option<&str>,
-) -> Controller<Build> {
+) -> Controller<Compact<Build>> {
     let pods = match namespace {
         Some(ns) => Api::<Pod>::namespaced(client.clone(), ns),
         None => Api::<Pod>::all(client.clone()),

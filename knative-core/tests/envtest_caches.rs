@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use knative_core::reconciler::Caches;
+use knative_core::reconciler::{Caches, Compact};
 use knative_core::testing::envtest::{TestNamespace, client};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -28,9 +28,9 @@ fn config_map(name: &str, value: &str) -> ConfigMap {
 
 /// The next change of the object named `name`, skipping others.
 async fn next_change_of(
-    changes: &mut (impl futures::Stream<Item = Arc<ConfigMap>> + Unpin),
+    changes: &mut (impl futures::Stream<Item = Arc<Compact<ConfigMap>>> + Unpin),
     name: &str,
-) -> Arc<ConfigMap> {
+) -> Arc<Compact<ConfigMap>> {
     tokio::time::timeout(TIMEOUT, async {
         loop {
             let object = changes.next().await.expect("the stream goes on");
@@ -45,7 +45,7 @@ async fn next_change_of(
 
 /// Takes changes until every one of `names` was among them.
 async fn hear_of_all(
-    changes: &mut (impl futures::Stream<Item = Arc<ConfigMap>> + Unpin),
+    changes: &mut (impl futures::Stream<Item = Arc<Compact<ConfigMap>>> + Unpin),
     names: &[&str],
 ) {
     let mut missing: std::collections::BTreeSet<&str> = names.iter().copied().collect();
@@ -84,7 +84,7 @@ async fn a_subscriber_hears_of_each_change_once_the_cache_holds_it() {
             let cached = lister.get("watched").await.expect("read").expect("cached");
             assert!(lister.is_cached(), "the informer's cache is filled");
             assert!(
-                value_of(&cached) >= value_of(&heard),
+                value_of(&cached) >= value_of(&heard.decode().expect("a ConfigMap")),
                 "the cache holds the change heard of"
             );
             assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cloudevents::{AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV10};
 use knative_core::apis::{ConditionStatus, KnativeObject, KnativeStatus};
-use knative_core::reconciler::{Driver, DriverOptions, Reconciler};
+use knative_core::reconciler::{Compact, Driver, DriverOptions, Reconciler};
 use knative_core::testing::envtest::{TestNamespace, client, install_crds};
 use knative_eventing::apis::{InMemoryChannel, Parallel, Sequence, Subscription};
 use knative_eventing::channel::imc_dispatcher::ImcDispatcher;
@@ -45,7 +45,7 @@ fn start<K, R>(
     client: &Client,
     namespace: &str,
     reconciler: R,
-    watches: impl Fn(Controller<K>) -> Controller<K> + Send + Sync + 'static,
+    watches: impl Fn(Controller<Compact<K>>) -> Controller<Compact<K>> + Send + Sync + 'static,
 ) -> JoinHandle<()>
 where
     K: KnativeObject + Resource<DynamicType = ()>,

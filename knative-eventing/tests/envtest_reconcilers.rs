@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knative_core::apis::{ConditionStatus, KnativeObject, KnativeStatus};
-use knative_core::reconciler::{Driver, DriverOptions, Reconciler};
+use knative_core::reconciler::{Compact, Driver, DriverOptions, Reconciler};
 use knative_core::testing::envtest::{TestNamespace, client};
 use knative_eventing::apis::{
     Broker, ContainerSource, InMemoryChannel, Sequence, SinkBinding, Subscription, Trigger,
@@ -60,7 +60,7 @@ fn start<K, R>(
     client: &Client,
     namespace: &str,
     reconciler: R,
-    watches: impl Fn(Controller<K>) -> Controller<K> + Send + Sync + 'static,
+    watches: impl Fn(Controller<Compact<K>>) -> Controller<Compact<K>> + Send + Sync + 'static,
 ) -> JoinHandle<()>
 where
     K: KnativeObject + Resource<DynamicType = ()>,
@@ -117,7 +117,7 @@ where
     .await
 }
 
-fn no_watches<K: KnativeObject>(c: Controller<K>) -> Controller<K> {
+fn no_watches<K: KnativeObject>(c: Controller<Compact<K>>) -> Controller<Compact<K>> {
     c
 }
 

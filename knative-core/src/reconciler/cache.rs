@@ -29,6 +29,8 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{broadcast, watch};
 
+use super::compact::Compact;
+
 /// What a cacheable kind must be: a namespaced Kubernetes resource.
 pub trait Cacheable:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -59,7 +61,7 @@ const CHANGES_BUFFER: usize = 1024;
 /// The informer of one kind: its cache, the channel its changes are announced on once the cache
 /// holds them, and the task that watches.
 struct Informer<K: Cacheable> {
-    store: Store<K>,
+    store: Store<Compact<K>>,
     /// Whether the store has been filled. Tracked here rather than with
     /// `Store::wait_until_ready`, whose future wakes only the last of several tasks waiting on
     /// it (and the controller reading the store waits on it).
@@ -75,13 +77,13 @@ struct Informer<K: Cacheable> {
 #[derive(Clone, Debug)]
 enum Change<K: Cacheable> {
     /// Added or modified: the store holds it (unless it has been deleted since).
-    Applied(ObjectRef<K>),
+    Applied(ObjectRef<Compact<K>>),
     /// Deleted, or dropped by a relist: the store no longer holds it.
-    Deleted(Arc<K>),
+    Deleted(Arc<Compact<K>>),
 }
 
 impl<K: Cacheable> Change<K> {
-    fn applied(object: &K) -> Self {
+    fn applied(object: &Compact<K>) -> Self {
         let meta = object.meta();
         let key = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
         Self::Applied(match meta.namespace.as_deref() {
@@ -150,7 +152,7 @@ impl Caches {
 
     /// The API of every `K` in the informers' namespace (all namespaces when `None`), for a
     /// watch of its own besides the informers (e.g. one with a label selector).
-    pub fn api<K: Cacheable>(&self) -> Api<K> {
+    pub fn api<K: Resource<DynamicType = (), Scope = NamespaceResourceScope>>(&self) -> Api<K> {
         match &self.inner.namespace {
             Some(ns) => Api::namespaced(self.inner.client.clone(), ns),
             None => Api::all(self.inner.client.clone()),
@@ -171,19 +173,16 @@ impl Caches {
         {
             return found;
         }
-        let api = self.api::<K>();
+        // Objects are decoded as `Compact` (metadata, and the rest as JSON) straight from the
+        // watch: the full `K` is never built for the cache.
+        let api = self.api::<Compact<K>>();
         let (store, writer) = reflector::store();
         let (changes, _) = broadcast::channel(CHANGES_BUFFER);
         let (filled, ready) = watch::channel(false);
         // The reflector applies each event to the cache before it passes the event on.
         let events = reflector(
             writer,
-            watcher(api, watcher::Config::default())
-                .default_backoff()
-                .modify(|o: &mut K| {
-                    // No reconciler reads them, and they are often the larger part of an object.
-                    o.meta_mut().managed_fields = None;
-                }),
+            watcher(api, watcher::Config::default()).default_backoff(),
         );
         let task = tokio::spawn(announce(events, store.clone(), filled, changes.clone()));
         let informer = Arc::new(Informer {
@@ -199,17 +198,19 @@ impl Caches {
         informer
     }
 
-    /// The cache of every `K` (starting its informer if need be).
-    pub fn store<K: Cacheable>(&self) -> Store<K> {
+    /// The cache of every `K` (starting its informer if need be), in [`Compact`] form: what a
+    /// `kube::runtime::Controller` of `Compact<K>` reads.
+    pub fn store<K: Cacheable>(&self) -> Store<Compact<K>> {
         self.informer::<K>().store.clone()
     }
 
     /// Every `K` the informer holds once it has filled its cache, then every change (added,
     /// modified or deleted objects, each once the cache holds it): the stream to trigger a
     /// controller with (`Controller::for_shared_stream`, `owns_shared_stream`,
-    /// `watches_shared_stream`). The objects are the cache's own, shared rather than copied. A
-    /// subscriber that falls more than a thousand changes behind gets the whole cache again.
-    pub fn changes<K: Cacheable>(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    /// `watches_shared_stream`). The objects are the cache's own, shared rather than copied, in
+    /// [`Compact`] form (metadata decoded; [`Compact::decode`] for the rest). A subscriber that
+    /// falls more than a thousand changes behind gets the whole cache again.
+    pub fn changes<K: Cacheable>(&self) -> impl Stream<Item = Arc<Compact<K>>> + Send + 'static {
         let informer = self.informer::<K>();
         let receiver = informer.changes.subscribe();
         let store = (informer.store.clone(), informer.ready.clone());
@@ -257,7 +258,7 @@ impl Caches {
         }
     }
 
-    fn ready_store<K: Cacheable>(&self, namespace: &str) -> Option<Store<K>> {
+    fn ready_store<K: Cacheable>(&self, namespace: &str) -> Option<Store<Compact<K>>> {
         if self.namespace().is_some_and(|ns| ns != namespace) {
             return None;
         }
@@ -277,13 +278,13 @@ impl Caches {
 /// object as it comes; a (re)list, which the store takes in all at once at its end, as every
 /// object it holds then and every object it held before that is gone.
 async fn announce<K: Cacheable>(
-    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-    store: Store<K>,
+    events: impl Stream<Item = Result<watcher::Event<Compact<K>>, watcher::Error>>,
+    store: Store<Compact<K>>,
     filled: watch::Sender<bool>,
     changes: broadcast::Sender<Change<K>>,
 ) {
     let mut events = std::pin::pin!(events);
-    let mut before: Vec<Arc<K>> = Vec::new();
+    let mut before: Vec<Arc<Compact<K>>> = Vec::new();
     // Nobody listening is fine: subscribers start from the cache.
     let send = |change: Change<K>| drop(changes.send(change));
     while let Some(event) = events.next().await {
@@ -312,8 +313,8 @@ async fn announce<K: Cacheable>(
 
 /// Everything the store holds, once it has been filled.
 async fn current<K: Cacheable>(
-    (store, ready): &(Store<K>, watch::Receiver<bool>),
-) -> VecDeque<Arc<K>> {
+    (store, ready): &(Store<Compact<K>>, watch::Receiver<bool>),
+) -> VecDeque<Arc<Compact<K>>> {
     let mut ready = ready.clone();
     match ready.wait_for(|filled| *filled).await {
         Ok(_) => store.state().into(),
@@ -326,7 +327,7 @@ async fn current<K: Cacheable>(
 /// what the cache does not hold) from the API server.
 pub struct Lister<K: Cacheable> {
     api: Api<K>,
-    store: Option<Store<K>>,
+    store: Option<Store<Compact<K>>>,
     namespace: String,
 }
 
@@ -359,24 +360,27 @@ impl<K: Cacheable> Lister<K> {
         self.store.is_some()
     }
 
-    /// The object named `name`: the cache's copy, or the API server's when the cache has none.
+    /// The object named `name`: the cache's copy (decoded), or the API server's when the cache
+    /// has none.
     ///
     /// # Errors
-    /// When the API server fails to answer.
+    /// When the API server fails to answer, or the cached JSON is not a `K`
+    /// ([`kube::Error::SerdeError`]).
     pub async fn get(&self, name: &str) -> Result<Option<K>, kube::Error> {
         if let Some(store) = &self.store
             && let Some(found) = store.get(&ObjectRef::new(name).within(&self.namespace))
         {
-            return Ok(Some((*found).clone()));
+            return found.decode().map(Some).map_err(kube::Error::SerdeError);
         }
         self.api.get_opt(name).await
     }
 
     /// The objects whose labels include every `(key, value)` of `labels`: the cache's when it
-    /// has any, else the API server's (served from its watch cache).
+    /// has any (decoded), else the API server's (served from its watch cache).
     ///
     /// # Errors
-    /// When the API server fails to answer.
+    /// When the API server fails to answer, or cached JSON is not a `K`
+    /// ([`kube::Error::SerdeError`]).
     pub async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<K>, kube::Error> {
         if let Some(store) = &self.store {
             let found: Vec<K> = store
@@ -385,8 +389,9 @@ impl<K: Cacheable> Lister<K> {
                         && has_labels(o.meta().labels.as_ref(), labels)
                 })
                 .into_iter()
-                .map(|o| (*o).clone())
-                .collect();
+                .map(|o| o.decode())
+                .collect::<Result<_, _>>()
+                .map_err(kube::Error::SerdeError)?;
             if !found.is_empty() {
                 return Ok(found);
             }
@@ -424,7 +429,7 @@ mod tests {
         /// Installs `store` as the informer of `K`, fed by the test rather than a watch.
         fn install<K: Cacheable>(
             &self,
-            store: Store<K>,
+            store: Store<Compact<K>>,
             filled: bool,
         ) -> broadcast::Sender<Change<K>> {
             let (changes, _) = broadcast::channel(4);
@@ -443,8 +448,8 @@ mod tests {
         }
     }
 
-    fn config_map(namespace: &str, name: &str, labels: &[(&str, &str)]) -> ConfigMap {
-        ConfigMap {
+    fn config_map(namespace: &str, name: &str, labels: &[(&str, &str)]) -> Compact<ConfigMap> {
+        Compact::new(&ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some(namespace.into()),
@@ -457,7 +462,8 @@ mod tests {
                 ..ObjectMeta::default()
             },
             ..ConfigMap::default()
-        }
+        })
+        .unwrap()
     }
 
     /// Caches whose client fails every request: a lister that reaches it did not use its cache.
@@ -469,7 +475,9 @@ mod tests {
         )
     }
 
-    fn filled(objects: Vec<ConfigMap>) -> (Store<ConfigMap>, Writer<ConfigMap>) {
+    fn filled(
+        objects: Vec<Compact<ConfigMap>>,
+    ) -> (Store<Compact<ConfigMap>>, Writer<Compact<ConfigMap>>) {
         let (reader, mut writer) = reflector::store();
         writer.apply_watcher_event(&Event::Init);
         for o in objects {
@@ -479,10 +487,10 @@ mod tests {
         (reader, writer)
     }
 
-    fn names<O: std::borrow::Borrow<ConfigMap>>(objects: &[O]) -> Vec<String> {
+    fn names<'a>(objects: impl IntoIterator<Item = &'a ObjectMeta>) -> Vec<String> {
         let mut names: Vec<_> = objects
-            .iter()
-            .filter_map(|o| o.borrow().metadata.name.clone())
+            .into_iter()
+            .filter_map(|meta| meta.name.clone())
             .collect();
         names.sort();
         names
@@ -520,7 +528,7 @@ mod tests {
         caches.install(store, true);
         let lister = caches.lister::<ConfigMap>("ns");
         let found = lister.list(&[("app", "x"), ("tier", "web")]).await.unwrap();
-        assert_eq!(names(&found), ["match"]);
+        assert_eq!(names(found.iter().map(|o| &o.metadata)), ["match"]);
     }
 
     #[tokio::test]
@@ -535,7 +543,7 @@ mod tests {
     #[tokio::test]
     async fn a_cache_not_yet_filled_is_not_used() {
         let caches = unreachable(None);
-        let (store, _writer) = reflector::store::<ConfigMap>();
+        let (store, _writer) = reflector::store::<Compact<ConfigMap>>();
         caches.install(store, false);
         assert!(!caches.lister::<ConfigMap>("ns").is_cached());
     }
@@ -563,17 +571,17 @@ mod tests {
         let announce = caches.install(store, true);
         let mut changes = std::pin::pin!(caches.changes::<ConfigMap>());
         let first = changes.next().await.unwrap();
-        assert_eq!(first.metadata.name.as_deref(), Some("a"));
+        assert_eq!(first.meta().name.as_deref(), Some("a"));
         let b = config_map("ns", "b", &[]);
         writer.apply_watcher_event(&Event::Apply(b.clone()));
         announce.send(Change::applied(&b)).unwrap();
         let second = changes.next().await.unwrap();
-        assert_eq!(second.metadata.name.as_deref(), Some("b"));
+        assert_eq!(second.meta().name.as_deref(), Some("b"));
         announce
             .send(Change::Deleted(Arc::new(config_map("ns", "gone", &[]))))
             .unwrap();
         let third = changes.next().await.unwrap();
-        assert_eq!(third.metadata.name.as_deref(), Some("gone"));
+        assert_eq!(third.meta().name.as_deref(), Some("gone"));
     }
 
     #[tokio::test]
@@ -597,11 +605,11 @@ mod tests {
         for _ in 0..4 {
             let object = changes.next().await.unwrap();
             let version = object
-                .metadata
+                .meta()
                 .labels
                 .as_ref()
                 .and_then(|l| l.get("version").cloned());
-            heard.push((object.metadata.name.clone().unwrap(), version));
+            heard.push((object.meta().name.clone().unwrap(), version));
         }
         assert_eq!(
             heard,
@@ -621,21 +629,21 @@ mod tests {
         let (store, _writer) = filled(vec![config_map("ns", "a", &[]), config_map("ns", "b", &[])]);
         let announce = caches.install(store, true);
         let mut changes = std::pin::pin!(caches.changes::<ConfigMap>());
-        let initial = vec![changes.next().await.unwrap(), changes.next().await.unwrap()];
-        assert_eq!(names(&initial), ["a", "b"]);
+        let initial = [changes.next().await.unwrap(), changes.next().await.unwrap()];
+        assert_eq!(names(initial.iter().map(|o| o.meta())), ["a", "b"]);
         // The test channel holds 4 changes: 6 overflow it.
         for i in 0..6 {
             announce
                 .send(Change::applied(&config_map("ns", &format!("c{i}"), &[])))
                 .unwrap();
         }
-        let resync = vec![changes.next().await.unwrap(), changes.next().await.unwrap()];
-        assert_eq!(names(&resync), ["a", "b"]);
+        let resync = [changes.next().await.unwrap(), changes.next().await.unwrap()];
+        assert_eq!(names(resync.iter().map(|o| o.meta())), ["a", "b"]);
     }
 
     #[tokio::test]
     async fn a_relist_is_announced_at_its_end_with_the_objects_it_dropped() {
-        let (store, writer) = reflector::store::<ConfigMap>();
+        let (store, writer) = reflector::store::<Compact<ConfigMap>>();
         let (changes, mut heard) = broadcast::channel(16);
         let (filled, ready) = watch::channel(false);
         let events = futures::stream::iter(
@@ -653,13 +661,13 @@ mod tests {
             ]
             .map(Ok),
         );
-        announce(reflector(writer, events), store, filled, changes).await;
+        announce::<ConfigMap>(reflector(writer, events), store, filled, changes).await;
         assert!(*ready.borrow(), "the store is filled");
         let mut batches = Vec::new();
         while let Ok(change) = heard.try_recv() {
             batches.push(match change {
                 Change::Applied(key) => key.name,
-                Change::Deleted(object) => object.metadata.name.clone().unwrap(),
+                Change::Deleted(object) => object.meta().name.clone().unwrap(),
             });
         }
         // The first list's objects in any order, then "c", then the relist's and the dropped one.

@@ -18,6 +18,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use super::Reconciler;
 use super::cache::{Cacheable, Caches, Lister};
+use super::compact::Compact;
 use super::error::{DriverError, ReconcileError, failure_backoff};
 use crate::apis::{KnativeObject, KnativeStatus};
 use crate::config::{Config, ConfigStore};
@@ -279,13 +280,15 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     /// Like [`Driver::run`], letting the caller configure the controller first, typically to
     /// watch owned children:
     /// `driver.run_with(|c| c.owns(Api::<Deployment>::all(client.clone()), Default::default()))`.
-    /// `configure` is called again each time this replica becomes leader.
+    /// The controller holds `K`s as [`Compact`] objects (a mapping closure that needs more than
+    /// their metadata calls [`Compact::decode`]). `configure` is called again each time this
+    /// replica becomes leader.
     ///
     /// # Errors
     /// When leader election is configured with an invalid [`LeaseConfig`].
     pub async fn run_with(
         self,
-        configure: impl Fn(Controller<K>) -> Controller<K>,
+        configure: impl Fn(Controller<Compact<K>>) -> Controller<Compact<K>>,
     ) -> Result<(), crate::leader::Error> {
         let shutdown = shutdown_signal();
         let Some(lease) = self.leader.clone() else {
@@ -321,7 +324,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
 
     async fn run_controller(
         self: Arc<Self>,
-        configure: &impl Fn(Controller<K>) -> Controller<K>,
+        configure: &impl Fn(Controller<Compact<K>>) -> Controller<Compact<K>>,
         shutdown: Shutdown,
     ) {
         let config =
@@ -336,22 +339,17 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                 if self.caches.is_some() {
                     tracing::warn!(reconciler = %self.options.name, "the driver's namespace is not its caches' namespace: it watches on its own");
                 }
-                // The controller's cache holds every object of the kind; their managedFields
-                // (often the larger part of an object with a status) are dropped on the way in:
-                // no reconciler reads them, and a status update without them leaves the
-                // server's as they are.
+                // The controller's cache holds every object of the kind, in compact form (their
+                // managedFields dropped: no reconciler reads them, and a status update without
+                // them leaves the server's as they are).
                 let api = match &self.options.namespace {
-                    Some(ns) => Api::<K>::namespaced(self.client.clone(), ns),
-                    None => Api::<K>::all(self.client.clone()),
+                    Some(ns) => Api::<Compact<K>>::namespaced(self.client.clone(), ns),
+                    None => Api::<Compact<K>>::all(self.client.clone()),
                 };
                 let (reader, writer) = kube::runtime::reflector::store();
-                let objects = kube::runtime::reflector(
-                    writer,
-                    watcher(api, watcher::Config::default()).modify(|o: &mut K| {
-                        o.meta_mut().managed_fields = None;
-                    }),
-                )
-                .applied_objects();
+                let objects =
+                    kube::runtime::reflector(writer, watcher(api, watcher::Config::default()))
+                        .applied_objects();
                 Controller::for_stream(objects, reader)
             }
         };
@@ -365,8 +363,17 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         let name = self.options.name.clone();
         let run = controller
             .run(
-                |obj, driver: Arc<Self>| async move { driver.reconcile(obj).await },
-                |obj, err, driver: Arc<Self>| driver.error_policy(&obj, err),
+                |obj, driver: Arc<Self>| async move {
+                    let decoded = obj.decode().map_err(|source| DriverError::Decode {
+                        kind: K::kind(&()).into_owned(),
+                        source,
+                    });
+                    match decoded {
+                        Ok(decoded) => driver.reconcile(Arc::new(decoded)).await,
+                        Err(err) => Err(err),
+                    }
+                },
+                |obj, err, driver: Arc<Self>| driver.retry_after_failure(&*obj, err),
                 self,
             )
             .for_each(|result| {
@@ -395,6 +402,11 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     /// The controller's retry policy for a failed pass: per-object exponential backoff, reset by
     /// the next successful pass.
     pub fn error_policy(&self, obj: &K, err: &DriverError) -> Action {
+        self.retry_after_failure(obj, err)
+    }
+
+    /// [`Driver::error_policy`] for any form of the object (the controller's is [`Compact`]).
+    fn retry_after_failure(&self, obj: &impl Resource, err: &DriverError) -> Action {
         let key = key_of(obj);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(key).or_insert(0);
@@ -412,7 +424,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     /// A transient reconciler error, or a failure to write the status or the finalizer; the
     /// controller retries these with [`Driver::error_policy`].
     pub async fn reconcile(&self, original: Arc<K>) -> Result<Action, DriverError> {
-        self.mark_pending(&original, false);
+        self.mark_pending(&*original, false);
         let original = self.latest_known(original);
         let started = Instant::now();
         if let Some(metrics) = &self.metrics {
@@ -428,7 +440,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key_of(&*original));
             if *action != Action::await_change() {
-                self.mark_pending(&original, true);
+                self.mark_pending(&*original, true);
             }
         }
         result
@@ -480,7 +492,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
         written.entries.remove(&key_of(obj));
     }
 
-    fn mark_pending(&self, obj: &K, pending: bool) {
+    fn mark_pending(&self, obj: &impl Resource, pending: bool) {
         let mut set = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if pending {
             set.insert(key_of(obj));

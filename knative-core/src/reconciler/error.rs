@@ -56,6 +56,16 @@ pub enum DriverError {
     /// The reconciler returned a transient error.
     #[error("reconcile failed: {0}")]
     Reconcile(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The cached object is not a valid object of its kind (the API server's schema and the
+    /// Rust type disagree); retried, in case a newer version decodes.
+    #[error("failed to decode the cached {kind}: {source}")]
+    Decode {
+        /// The kind of the object.
+        kind: String,
+        /// Why it did not decode.
+        #[source]
+        source: serde_json::Error,
+    },
     /// Writing the status failed (after retrying conflicts).
     #[error("failed to update status: {0}")]
     UpdateStatus(#[source] kube::Error),

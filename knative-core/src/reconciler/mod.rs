@@ -4,7 +4,8 @@
 //! `FinalizeKind` — and the driver does what knative.dev/pkg's generated reconcilers do for every
 //! resource:
 //!
-//! 1. takes the object from the controller's store;
+//! 1. takes the object from the controller's store (which holds objects as [`Compact`]: metadata
+//!    decoded, the rest as JSON) and decodes it;
 //! 2. adds the finalizer when the reconciler finalizes (before the first `reconcile_kind`);
 //! 3. initialises the status' conditions and, on a new generation, sets the happy condition
 //!    Unknown (`NewObservedGenFailure`) for the reconciler to overwrite;
@@ -15,6 +16,10 @@
 //!    latest object;
 //! 6. publishes Events (events.k8s.io/v1) for errors, and maps [`ReconcileError`]s to
 //!    no-retry, backoff or requeue-after.
+//!
+//! The controller a driver runs is a `kube::runtime::Controller<Compact<K>>`: configure it in
+//! [`Driver::run_with`] as any kube controller (`owns`, `watches`, `owns_shared_stream` with
+//! [`Caches::changes`]); objects reach the reconciler decoded.
 //!
 //! ```no_run
 //! use async_trait::async_trait;
@@ -53,11 +58,13 @@
 //! ```
 
 pub mod cache;
+pub mod compact;
 mod driver;
 mod error;
 pub mod events;
 
 pub use cache::{Caches, Lister};
+pub use compact::Compact;
 pub use driver::{Context, DEFAULT_CONCURRENCY, Driver, DriverOptions};
 pub use error::{DriverError, ReconcileError, failure_backoff};
 pub use events::EventPublisher;

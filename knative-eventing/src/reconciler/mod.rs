@@ -21,7 +21,7 @@ pub mod trigger;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use knative_core::apis::{CONDITION_READY, ConditionStatus, KReference};
-use knative_core::reconciler::ReconcileError;
+use knative_core::reconciler::{Compact, ReconcileError};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -155,15 +155,9 @@ where
 pub fn owns<K, C>(
     client: kube::Client,
     namespace: Option<String>,
-) -> impl Fn(kube::runtime::Controller<K>) -> kube::runtime::Controller<K>
+) -> impl Fn(kube::runtime::Controller<Compact<K>>) -> kube::runtime::Controller<Compact<K>>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
     C: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + DeserializeOwned

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use knative_core::apis::{ConditionStatus, KReference, KnativeObject};
-use knative_core::reconciler::{Context, ReconcileError, Reconciler};
+use knative_core::reconciler::{Compact, Context, ReconcileError, Reconciler};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject};
 
@@ -248,7 +248,9 @@ impl TriggerReconciler {
     pub fn watches(
         client: kube::Client,
         namespace: Option<String>,
-    ) -> impl Fn(kube::runtime::Controller<Trigger>) -> kube::runtime::Controller<Trigger> {
+    ) -> impl Fn(
+        kube::runtime::Controller<Compact<Trigger>>,
+    ) -> kube::runtime::Controller<Compact<Trigger>> {
         move |controller| {
             let triggers = controller.store();
             controller.watches(
@@ -260,8 +262,12 @@ impl TriggerReconciler {
                         .state()
                         .into_iter()
                         .filter(|t| {
-                            t.spec.broker == name
-                                && t.spec.broker_namespace.clone().or_else(|| t.namespace()) == ns
+                            // A Trigger that does not decode is retried by its own passes.
+                            t.decode().is_ok_and(|t| {
+                                t.spec.broker == name
+                                    && t.spec.broker_namespace.clone().or_else(|| t.namespace())
+                                        == ns
+                            })
                         })
                         .map(|t| kube::runtime::reflector::ObjectRef::from_obj(&*t))
                         .collect::<Vec<_>>()

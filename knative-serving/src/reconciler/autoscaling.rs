@@ -52,9 +52,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use knative_core::apis::KnativeObject;
-use knative_core::reconciler::{Caches, Context, ReconcileError, Reconciler};
+use knative_core::reconciler::{Caches, Compact, Context, ReconcileError, Reconciler};
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
+use kube::core::{GroupVersionKind, PartialObjectMeta};
 use kube::runtime::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, watcher};
@@ -474,10 +474,10 @@ async fn reconcile_sks(
 /// `serving.knative.dev/revision`, with a watch of their own in the caches' namespace), and
 /// each changed decision of `deciders` (which reconciles that revision's PodAutoscaler only).
 pub fn watch_children(
-    controller: Controller<PodAutoscaler>,
+    controller: Controller<Compact<PodAutoscaler>>,
     caches: &Caches,
     deciders: &Deciders,
-) -> Controller<PodAutoscaler> {
+) -> Controller<Compact<PodAutoscaler>> {
     let pods = caches.api::<Pod>();
     controller
         .owns_shared_stream(caches.changes::<ServerlessService>())
@@ -488,7 +488,7 @@ pub fn watch_children(
                 let revision = pod.labels().get(REVISION_LABEL_KEY).cloned();
                 revision
                     .zip(pod.namespace())
-                    .map(|(name, ns)| ObjectRef::<PodAutoscaler>::new(&name).within(&ns))
+                    .map(|(name, ns)| ObjectRef::<Compact<PodAutoscaler>>::new(&name).within(&ns))
             },
         )
         .reconcile_on(decisions(deciders.subscribe()))
@@ -497,10 +497,10 @@ pub fn watch_children(
 /// The PodAutoscaler of each changed decision (kube's scheduler merges a key already pending).
 fn decisions(
     changes: tokio::sync::mpsc::UnboundedReceiver<RevisionKey>,
-) -> impl futures::Stream<Item = ObjectRef<PodAutoscaler>> + Send + 'static {
+) -> impl futures::Stream<Item = ObjectRef<Compact<PodAutoscaler>>> + Send + 'static {
     futures::stream::unfold(changes, |mut rx| async move {
         let key = rx.recv().await?;
-        let pa = ObjectRef::<PodAutoscaler>::new(&key.name).within(&key.namespace);
+        let pa = ObjectRef::<Compact<PodAutoscaler>>::new(&key.name).within(&key.namespace);
         Some((pa, rx))
     })
 }
@@ -510,7 +510,8 @@ fn decisions(
 /// ends.
 pub async fn forget_deleted(client: Client, namespace: Option<String>, deciders: Deciders) {
     use futures::StreamExt;
-    let api: Api<PodAutoscaler> = match &namespace {
+    // Names are all it needs: a watch of metadata only.
+    let api: Api<PartialObjectMeta<PodAutoscaler>> = match &namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };

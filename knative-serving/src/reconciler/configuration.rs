@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::{CONDITION_READY, ConditionStatus, KnativeObject};
-use knative_core::reconciler::{Caches, Context, Lister, ReconcileError, Reconciler};
+use knative_core::reconciler::{Caches, Compact, Context, Lister, ReconcileError, Reconciler};
 use kube::api::PostParams;
 use kube::runtime::Controller;
 use kube::runtime::events::EventType;
@@ -70,7 +70,8 @@ impl ConfigurationReconciler {
     /// Configuration. Pass it to `Driver::run_with`.
     pub fn watches(
         caches: &Caches,
-    ) -> impl Fn(Controller<Configuration>) -> Controller<Configuration> + use<> {
+    ) -> impl Fn(Controller<Compact<Configuration>>) -> Controller<Compact<Configuration>> + use<>
+    {
         let caches = caches.clone();
         move |controller| controller.owns_shared_stream(caches.changes::<Revision>())
     }

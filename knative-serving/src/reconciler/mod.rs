@@ -3,7 +3,6 @@
 
 pub mod autoscaling;
 pub(crate) mod children;
-pub mod compact;
 pub mod configuration;
 pub mod gc;
 pub mod labeler;

@@ -57,7 +57,7 @@ use knative_core::apis::{CONDITION_READY, KnativeObject};
 use knative_core::config::{
     Config, DEFAULT_INIT_CONTAINER_NAME, DEFAULT_USER_CONTAINER_NAME, SERVING_NAMESPACE,
 };
-use knative_core::reconciler::{Caches, Context, ReconcileError, Reconciler};
+use knative_core::reconciler::{Caches, Compact, Context, ReconcileError, Reconciler};
 use kube::api::{ListParams, PostParams};
 use kube::runtime::Controller;
 use kube::runtime::reflector::ObjectRef;
@@ -69,7 +69,6 @@ use crate::apis::serving::v1::{
 };
 use crate::apis::{Defaults, PodAutoscaler, Revision, SetDefaults};
 use crate::reconciler::children::{api_failure, refuse_not_owned};
-use crate::reconciler::compact::CompactDeployment;
 
 pub use lifecycle::{
     REASON_DEPLOYING, REASON_NOT_OWNED, REASON_PROGRESS_DEADLINE_EXCEEDED, REASON_REVISION_READY,
@@ -199,7 +198,7 @@ impl RevisionReconciler {
     ) -> Result<Deployment, ReconcileError> {
         let namespace = rev.namespace().unwrap_or_default();
         let name = deployment_name(rev);
-        let deployments = ctx.lister::<CompactDeployment>(&namespace);
+        let deployments = ctx.lister::<Deployment>(&namespace);
         let api = &Api::<Deployment>::namespaced(ctx.client().clone(), &namespace);
         let now = ctx.now();
 
@@ -259,12 +258,9 @@ impl RevisionReconciler {
         rev: &Revision,
         ctx: &Context,
         api: &Api<Deployment>,
-        have: CompactDeployment,
+        have: Deployment,
     ) -> Result<Deployment, ReconcileError> {
         let name = have.name_any();
-        let have = have.into_deployment().map_err(|e| {
-            ReconcileError::transient(format!("deployment {name:?}: undecodable spec: {e}"))
-        })?;
         let want = make_deployment(rev, ctx.config(), &self.config);
         let mut spec = want.spec.unwrap_or_default();
         if let Some(have_spec) = have.spec.as_ref() {
@@ -393,18 +389,21 @@ impl RevisionReconciler {
 ///
 /// Knative reacts to pods only through their Deployment and PodAutoscaler; watching the
 /// (labelled) pods too makes a crash loop or an image pull failure show at once.
-pub fn watch_children(controller: Controller<Revision>, caches: &Caches) -> Controller<Revision> {
+pub fn watch_children(
+    controller: Controller<Compact<Revision>>,
+    caches: &Caches,
+) -> Controller<Compact<Revision>> {
     let pods = caches.api::<Pod>();
     let labelled = watcher::Config::default().labels(resources::REVISION_UID_LABEL_KEY);
     controller
-        .owns_shared_stream(caches.changes::<CompactDeployment>())
+        .owns_shared_stream(caches.changes::<Deployment>())
         .owns_shared_stream(caches.changes::<PodAutoscaler>())
         .watches(pods, labelled, |pod: Pod| {
             let revision = pod.labels().get(resources::REVISION_LABEL_KEY).cloned();
             let namespace = pod.namespace();
             revision
                 .zip(namespace)
-                .map(|(name, ns)| ObjectRef::<Revision>::new(&name).within(&ns))
+                .map(|(name, ns)| ObjectRef::<Compact<Revision>>::new(&name).within(&ns))
         })
 }
 

@@ -58,7 +58,7 @@ use knative_core::apis::duck::Addressable;
 use knative_core::apis::{CONDITION_READY, ConditionManager, ConditionStatus, KnativeObject};
 use knative_core::config::{CLUSTER_LOCAL_DOMAIN, Config, NetworkConfig, parse_go_duration};
 use knative_core::reconciler::cache::Cacheable;
-use knative_core::reconciler::{Caches, Context, Lister, ReconcileError, Reconciler};
+use knative_core::reconciler::{Caches, Compact, Context, Lister, ReconcileError, Reconciler};
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::Controller;
 use kube::runtime::events::EventType;
@@ -195,7 +195,7 @@ impl RouteReconciler {
     pub fn watches(
         &self,
         caches: &Caches,
-    ) -> impl Fn(Controller<Route>) -> Controller<Route> + use<> {
+    ) -> impl Fn(Controller<Compact<Route>>) -> Controller<Compact<Route>> + use<> {
         let tracker = self.tracker.clone();
         let caches = caches.clone();
         move |controller| {
@@ -737,7 +737,7 @@ fn referring<K: ResourceExt>(
     tracker: &Tracker,
     kind: TargetKind,
     obj: &K,
-) -> Vec<ObjectRef<Route>> {
+) -> Vec<ObjectRef<Compact<Route>>> {
     let namespace = obj.namespace().unwrap_or_default();
     tracker
         .routes_referring_to(&namespace, kind, &obj.name_any())

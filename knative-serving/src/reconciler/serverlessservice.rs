@@ -43,10 +43,11 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::jiff::Timestamp;
 use knative_core::apis::KnativeObject;
-use knative_core::reconciler::{Caches, Context, Lister, ReconcileError, Reconciler};
+use knative_core::reconciler::{Caches, Compact, Context, Lister, ReconcileError, Reconciler};
 use kube::api::{ApiResource, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::Controller;
@@ -61,7 +62,6 @@ use crate::apis::networking::v1alpha1::{
 };
 pub use crate::reconciler::children::REASON_NOT_OWNED;
 use crate::reconciler::children::{api_failure, is_controlled_by, refuse_not_owned};
-use crate::reconciler::compact::CompactDeployment;
 use resources::{
     PRIVATE_SERVICE_SUFFIX, SERVICE_TYPE_LABEL_KEY, Source, choose_source, filter_subset_ports,
     make_private_service, make_public_endpoints, make_public_service, private_service_name,
@@ -114,7 +114,8 @@ impl ServerlessServiceReconciler {
     pub fn watches(
         &self,
         caches: &Caches,
-    ) -> impl Fn(Controller<ServerlessService>) -> Controller<ServerlessService> + use<> {
+    ) -> impl Fn(Controller<Compact<ServerlessService>>) -> Controller<Compact<ServerlessService>> + use<>
+    {
         let activator: Api<Endpoints> =
             Api::namespaced(caches.client().clone(), &self.activator_namespace);
         let activator_name = self.activator_service.clone();
@@ -135,11 +136,11 @@ impl ServerlessServiceReconciler {
                 .owns_shared_stream(caches.changes::<Service>())
                 .watches_shared_stream(
                     caches.changes::<Endpoints>(),
-                    |e: std::sync::Arc<Endpoints>| {
+                    |e: std::sync::Arc<Compact<Endpoints>>| {
                         // Kubernetes' endpoints controller copies the Service's labels.
                         e.labels()
                             .contains_key(SERVICE_TYPE_LABEL_KEY)
-                            .then(|| sks_of_endpoints(&e))
+                            .then(|| sks_of_endpoints(&*e))
                             .flatten()
                     },
                 )
@@ -150,7 +151,7 @@ impl ServerlessServiceReconciler {
 
 /// The ServerlessService an Endpoints object concerns: its controller (public Endpoints) or
 /// the name before `-private` (private Endpoints, written by the endpoints controller).
-fn sks_of_endpoints(endpoints: &Endpoints) -> Option<ObjectRef<ServerlessService>> {
+fn sks_of_endpoints(endpoints: &impl ResourceExt) -> Option<ObjectRef<Compact<ServerlessService>>> {
     let namespace = endpoints.namespace()?;
     let owner = endpoints
         .owner_references()
@@ -264,14 +265,13 @@ async fn scale_target_selector(
     let not_found = || ReconcileError::transient(format!("scale target {kind} {name:?} not found"));
     let selector = if api_version == "apps/v1" && kind == "Deployment" {
         let deployment = ctx
-            .lister::<CompactDeployment>(&namespace)
+            .lister::<Deployment>(&namespace)
             .get(&name)
             .await
             .map_err(|e| api_failure("get", "scale target", &name, e))?
             .ok_or_else(not_found)?;
         deployment
-            .spec()
-            .map_err(|e| ReconcileError::transient(format!("scale target {kind} {name:?}: {e}")))?
+            .spec
             .and_then(|s| s.selector.match_labels)
             .unwrap_or_default()
     } else {

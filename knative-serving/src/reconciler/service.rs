@@ -38,7 +38,7 @@ use knative_core::apis::{
     CONDITION_READY, ConditionManager, ConditionStatus, KnativeObject, Status,
 };
 use knative_core::reconciler::cache::Cacheable;
-use knative_core::reconciler::{Caches, Context, Lister, ReconcileError, Reconciler};
+use knative_core::reconciler::{Caches, Compact, Context, Lister, ReconcileError, Reconciler};
 use kube::ResourceExt;
 use kube::api::PostParams;
 use kube::runtime::Controller;
@@ -73,7 +73,9 @@ impl ServiceReconciler {
     /// What the controller should watch besides Services: the Configurations and Routes they
     /// control, from the shared informers of `caches`, so that their status reaches the
     /// Service at once. Pass it to `Driver::run_with`.
-    pub fn watches(caches: &Caches) -> impl Fn(Controller<Service>) -> Controller<Service> + use<> {
+    pub fn watches(
+        caches: &Caches,
+    ) -> impl Fn(Controller<Compact<Service>>) -> Controller<Compact<Service>> + use<> {
         let caches = caches.clone();
         move |controller| {
             controller
