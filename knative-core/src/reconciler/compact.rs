@@ -18,23 +18,38 @@ use kube::Resource;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// A `K` as the informers keep it: its metadata decoded (what keys, selects and maps objects to
-/// their owners), everything else as compact JSON text, decoded by [`Compact::decode`].
+/// A `K` as the informers keep it: the metadata that keys, selects and maps objects to their
+/// owners decoded, everything else as compact JSON text, decoded by [`Compact::decode`].
 ///
 /// It is the same resource as `K` for the API ([`Resource`] answers as `K` does), so an
-/// `Api<Compact<K>>` lists and watches `K`s. `managedFields` are dropped on the way in: no
-/// reconciler reads them, and they are often the larger part of an object's metadata.
+/// `Api<Compact<K>>` lists and watches `K`s.
+///
+/// Its [`metadata`](Compact::metadata) (also what [`Resource::meta`] returns) holds every field
+/// of the object's but two: `managedFields` are dropped (no reconciler reads them, and they are
+/// often the larger part of an object's metadata), and `annotations` are kept as JSON with the
+/// rest ([`Compact::annotations`]; [`Compact::decode`] puts them back), because a decoded map
+/// costs about a kilobyte per object.
 pub struct Compact<K> {
     metadata: ObjectMeta,
+    /// The metadata's annotations, as a JSON object.
+    annotations: Option<Box<str>>,
     /// The other top-level fields, as a JSON object (`{"apiVersion":…,"spec":…}`).
     rest: Box<str>,
     _kind: PhantomData<fn() -> K>,
 }
 
 impl<K> Compact<K> {
-    /// The object's metadata (without `managedFields`).
+    /// The object's metadata without `managedFields` and `annotations`.
     pub fn metadata(&self) -> &ObjectMeta {
         &self.metadata
+    }
+
+    /// The object's annotations, decoded.
+    pub fn annotations(&self) -> std::collections::BTreeMap<String, String> {
+        self.annotations
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default()
     }
 
     /// The bytes of JSON held besides the metadata.
@@ -51,16 +66,18 @@ impl<K: DeserializeOwned> Compact<K> {
     /// API server's schema and `K` disagree.
     pub fn decode(&self) -> Result<K, serde_json::Error> {
         let metadata = serde_json::to_string(&self.metadata)?;
-        let mut json = String::with_capacity(metadata.len() + self.rest.len() + 16);
+        let annotations = self.annotations.as_deref().unwrap_or_default();
+        let mut json =
+            String::with_capacity(metadata.len() + annotations.len() + self.rest.len() + 32);
         json.push_str("{\"metadata\":");
-        json.push_str(&metadata);
-        match self.rest.strip_prefix('{') {
-            Some("}") | None => json.push('}'),
-            Some(fields) => {
-                json.push(',');
-                json.push_str(fields);
-            }
+        if self.annotations.is_some() {
+            json.push_str("{\"annotations\":");
+            json.push_str(annotations);
+            push_fields(&mut json, &metadata);
+        } else {
+            json.push_str(&metadata);
         }
+        push_fields(&mut json, &self.rest);
         serde_json::from_str(&json)
     }
 }
@@ -78,11 +95,29 @@ impl<K: Resource + Serialize> Compact<K> {
         fields.remove("metadata");
         let mut metadata = object.meta().clone();
         metadata.managed_fields = None;
+        let annotations = metadata
+            .annotations
+            .take()
+            .map(|a| serde_json::to_string(&a).map(String::into_boxed_str))
+            .transpose()?;
         Ok(Self {
             metadata,
+            annotations,
             rest: serde_json::to_string(&fields)?.into_boxed_str(),
             _kind: PhantomData,
         })
+    }
+}
+
+/// Appends the fields of the JSON object `object` to `json`, an object left open after at least
+/// one field, and closes it.
+fn push_fields(json: &mut String, object: &str) {
+    match object.strip_prefix('{') {
+        Some("}") | None => json.push('}'),
+        Some(fields) => {
+            json.push(',');
+            json.push_str(fields);
+        }
     }
 }
 
@@ -90,6 +125,7 @@ impl<K> Clone for Compact<K> {
     fn clone(&self) -> Self {
         Self {
             metadata: self.metadata.clone(),
+            annotations: self.annotations.clone(),
             rest: self.rest.clone(),
             _kind: PhantomData,
         }
@@ -162,13 +198,23 @@ impl<'de, K> Visitor<'de> for CompactVisitor<K> {
         }
         let mut metadata = metadata.unwrap_or_default();
         metadata.managed_fields = None;
-        let rest = serde_json::to_string(&rest).map_err(serde::de::Error::custom)?;
+        let annotations = match metadata.annotations.take() {
+            Some(annotations) => Some(to_json(&annotations)?),
+            None => None,
+        };
         Ok(Compact {
             metadata,
-            rest: rest.into_boxed_str(),
+            annotations,
+            rest: to_json(&rest)?,
             _kind: PhantomData,
         })
     }
+}
+
+fn to_json<T: Serialize, E: serde::de::Error>(value: &T) -> Result<Box<str>, E> {
+    serde_json::to_string(value)
+        .map(String::into_boxed_str)
+        .map_err(E::custom)
 }
 
 #[cfg(test)]
@@ -184,6 +230,9 @@ mod tests {
                 name: Some("hello-00001-deployment".into()),
                 namespace: Some("default".into()),
                 labels: Some([("app".to_owned(), "hello".to_owned())].into()),
+                annotations: Some(
+                    [("serving.knative.dev/creator".to_owned(), "admin".to_owned())].into(),
+                ),
                 resource_version: Some("42".into()),
                 ..ObjectMeta::default()
             },
@@ -225,8 +274,36 @@ mod tests {
         let kube::core::WatchEvent::Modified(compact) = decoded else {
             panic!("expected a modification");
         };
-        assert_eq!(compact.meta(), &original.metadata);
+        assert_eq!(compact.meta().labels, original.metadata.labels);
         assert_eq!(compact.decode().unwrap(), original);
+    }
+
+    #[test]
+    fn annotations_are_kept_apart_from_the_metadata_and_restored_on_decode() {
+        let original = deployment();
+        let compact = Compact::new(&original).unwrap();
+        assert_eq!(compact.meta().annotations, None);
+        assert_eq!(
+            Some(compact.annotations()),
+            original.metadata.annotations.clone()
+        );
+        let json = serde_json::to_string(&original).unwrap();
+        let decoded: Compact<Deployment> = serde_json::from_str(&json).unwrap();
+        assert_eq!(decoded.meta().annotations, None);
+        assert_eq!(decoded.decode().unwrap(), original);
+    }
+
+    #[test]
+    fn an_object_with_annotations_and_no_other_metadata_decodes() {
+        let compact: Compact<ConfigMap> = serde_json::from_value(serde_json::json!({
+            "metadata": { "annotations": { "a": "b" } }
+        }))
+        .unwrap();
+        let decoded = compact.decode().unwrap();
+        assert_eq!(
+            decoded.metadata.annotations,
+            Some([("a".to_owned(), "b".to_owned())].into())
+        );
     }
 
     #[test]
