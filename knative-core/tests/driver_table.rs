@@ -43,6 +43,8 @@ struct TestReconciler {
     announce: Option<&'static str>,
     reconciled: AtomicUsize,
     finalized: AtomicUsize,
+    /// Objects with this size are another reconciler's (its class filter).
+    foreign_size: Option<i32>,
 }
 
 impl TestReconciler {
@@ -53,6 +55,7 @@ impl TestReconciler {
             announce: None,
             reconciled: AtomicUsize::new(0),
             finalized: AtomicUsize::new(0),
+            foreign_size: None,
         }
     }
     fn finalizing(reconcile: Behaviour, finalize: Behaviour) -> Self {
@@ -85,6 +88,9 @@ impl Reconciler<Widget> for TestReconciler {
     }
     fn uses_finalizer(&self) -> bool {
         self.finalize.is_some()
+    }
+    fn accepts(&self, obj: &Widget, _: &knative_core::config::Config) -> bool {
+        self.foreign_size != Some(obj.spec.size)
     }
 }
 
@@ -141,6 +147,23 @@ async fn a_new_object_gets_its_status_written_with_observed_generation() {
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(condition(&written, "Ready").status, ConditionStatus::True);
     assert_eq!(condition(&written, "Sized").status, ConditionStatus::True);
+}
+
+#[tokio::test]
+async fn an_object_the_reconciler_does_not_accept_is_left_entirely_alone() {
+    let reconciler = TestReconciler {
+        foreign_size: Some(1),
+        ..TestReconciler::finalizing(mark_sized, do_nothing)
+    };
+    let (api, driver) = setup(&widget("w"), reconciler);
+    let action = driver
+        .reconcile(stored(&api, "w"))
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(driver.reconciler().reconciled.load(Ordering::SeqCst), 0);
+    assert_eq!(api.writes(), vec![], "no finalizer, no status");
+    assert_eq!(api.events(), vec![]);
 }
 
 #[tokio::test]

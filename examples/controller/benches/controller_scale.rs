@@ -19,9 +19,11 @@
 //!    bound, since it counts every client of the shared server);
 //! 4. the controller's resident memory (VmRSS) at the end.
 //!
-//! `KUBECONFIG=/tmp/envtest-0/kubeconfig N=1000 cargo bench -p knative-controller --bench controller_scale`
+//! `KUBECONFIG=/tmp/envtest-0/kubeconfig N=1000 cargo bench --profile controller -p knative-controller --bench controller_scale`
 //! (defaults: N=1000, CONCURRENCY=16, IDLE_SECONDS=60, CONTROLLER_CONCURRENCY: the controller's
-//! default `--concurrency`). Figures go to docs/performance.md.
+//! default `--concurrency`). `--profile controller` builds the controller as it is meant to be
+//! shipped, optimised for size (the workspace's `controller` profile); without it, `cargo bench`
+//! measures the `release` build. Figures go to docs/performance.md.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt as _;

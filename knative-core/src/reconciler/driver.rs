@@ -505,6 +505,13 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
     }
 
     async fn reconcile_pass(&self, original: &K) -> Result<Action, DriverError> {
+        let config = self
+            .config
+            .as_ref()
+            .map_or_else(|| Arc::new(Config::default()), ConfigStore::snapshot);
+        if !self.reconciler.accepts(original, &config) {
+            return Ok(Action::await_change());
+        }
         let namespace = original.namespace().unwrap_or_default();
         let api = Api::<K>::namespaced(self.client.clone(), &namespace);
         let now = Timestamp::now();
@@ -513,10 +520,7 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
             recorder: self.recorder.clone(),
             reference: original.object_ref(&()),
             now,
-            config: self
-                .config
-                .as_ref()
-                .map_or_else(|| Arc::new(Config::default()), ConfigStore::snapshot),
+            config,
             caches: self.caches.clone(),
         };
         let mut resource = original.clone();

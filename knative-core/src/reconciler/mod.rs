@@ -95,4 +95,14 @@ pub trait Reconciler<K: KnativeObject>: Send + Sync + 'static {
     fn uses_finalizer(&self) -> bool {
         false
     }
+
+    /// Whether `obj` is this reconciler's to reconcile: knative.dev/pkg's class filter (a
+    /// PodAutoscaler of a class another autoscaler serves, an Ingress of another class). For an
+    /// object it does not accept, the driver does nothing at all: no finalizer, no conditions,
+    /// no status write, no Event. `config` is the pass's configuration (where a default class
+    /// comes from). Default: every object.
+    fn accepts(&self, obj: &K, config: &crate::config::Config) -> bool {
+        let _ = (obj, config);
+        true
+    }
 }

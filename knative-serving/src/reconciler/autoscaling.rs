@@ -133,20 +133,31 @@ impl Reconciler<PodAutoscaler> for PodAutoscalerReconciler {
         pa: &mut PodAutoscaler,
         ctx: &Context,
     ) -> Result<(), ReconcileError> {
-        let class = pa
-            .annotations()
-            .get(CLASS_ANNOTATION_KEY)
-            .cloned()
-            .unwrap_or_else(|| ctx.config().autoscaler.pod_autoscaler_class.clone());
-        if class == HPA {
+        if class_of(pa, ctx.config()) == HPA {
             self.reconcile_hpa(pa, ctx).await
-        } else if self.deciders.registry().contains(&class) {
-            self.reconcile_with_decider(pa, ctx).await
         } else {
-            tracing::debug!(pa = %pa.name_any(), %class, "no autoscaler of this class here");
-            Ok(())
+            self.reconcile_with_decider(pa, ctx).await
         }
     }
+
+    /// Knative's class filter: PodAutoscalers of a class with no autoscaler here are left,
+    /// status and all, to whichever controller serves it.
+    fn accepts(&self, pa: &PodAutoscaler, config: &knative_core::config::Config) -> bool {
+        let class = class_of(pa, config);
+        let mine = class == HPA || self.deciders.registry().contains(&class);
+        if !mine {
+            tracing::debug!(pa = %pa.name_any(), %class, "no autoscaler of this class here");
+        }
+        mine
+    }
+}
+
+/// The PodAutoscaler's class: its annotation, else `config-autoscaler`'s default.
+fn class_of(pa: &PodAutoscaler, config: &knative_core::config::Config) -> String {
+    pa.annotations()
+        .get(CLASS_ANNOTATION_KEY)
+        .cloned()
+        .unwrap_or_else(|| config.autoscaler.pod_autoscaler_class.clone())
 }
 
 impl PodAutoscalerReconciler {
