@@ -234,6 +234,12 @@ impl Drivers {
         self.args.namespace.as_deref()
     }
 
+    /// The shared informers every prepared driver reads from: watch children through them
+    /// (`Caches::changes`) rather than with watches of their own.
+    pub fn caches(&self) -> &Caches {
+        &self.caches
+    }
+
     /// A driver of `reconciler` with the command's options, caches, configuration, metrics and
     /// (when asked) leader election.
     pub fn prepare<K: KnativeObject, R: Reconciler<K>>(&self, reconciler: R) -> Driver<K, R> {

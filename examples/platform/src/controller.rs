@@ -67,7 +67,7 @@ async fn run_eventing(
         ChannelDispatcher, ChannelReconciler, InMemoryChannelReconciler,
     };
     use knative_eventing::reconciler::flows::{ParallelReconciler, SequenceReconciler};
-    use knative_eventing::reconciler::owns;
+    use knative_eventing::reconciler::owns_shared;
     use knative_eventing::reconciler::sources::{
         AdapterImages, ApiServerSourceReconciler, ContainerSourceReconciler, PingSourceReconciler,
         SinkBindingReconciler,
@@ -78,6 +78,10 @@ async fn run_eventing(
         Box<dyn std::future::Future<Output = Result<(), knative_core::leader::Error>> + Send>,
     >;
 
+    use k8s_openapi::api::apps::v1::Deployment;
+    // Children are watched through the shared informers (one watch of Deployments for the
+    // Revision, PingSource, ApiServerSource and ContainerSource controllers).
+    let caches = drivers.caches();
     let ns = drivers.namespace().map(str::to_owned);
     let c = client.clone();
     let ingress = broker_ingress_url.map_or_else(BrokerIngress::default, BrokerIngress::Url);
@@ -94,7 +98,7 @@ async fn run_eventing(
         Box::pin(
             drivers
                 .prepare(ChannelReconciler)
-                .run_with(owns::<_, InMemoryChannel>(c.clone(), ns.clone())),
+                .run_with(owns_shared::<_, InMemoryChannel>(caches)),
         ),
         Box::pin(
             drivers
@@ -104,40 +108,33 @@ async fn run_eventing(
         Box::pin(drivers.prepare(SubscriptionReconciler).run()),
         Box::pin(drivers.prepare(SequenceReconciler).run_with({
             let (subs, imcs) = (
-                owns::<Sequence, Subscription>(c.clone(), ns.clone()),
-                owns::<Sequence, InMemoryChannel>(c.clone(), ns.clone()),
+                owns_shared::<Sequence, Subscription>(caches),
+                owns_shared::<Sequence, InMemoryChannel>(caches),
             );
             move |x| imcs(subs(x))
         })),
         Box::pin(drivers.prepare(ParallelReconciler).run_with({
             let (subs, imcs) = (
-                owns::<Parallel, Subscription>(c.clone(), ns.clone()),
-                owns::<Parallel, InMemoryChannel>(c.clone(), ns.clone()),
+                owns_shared::<Parallel, Subscription>(caches),
+                owns_shared::<Parallel, InMemoryChannel>(caches),
             );
             move |x| imcs(subs(x))
         })),
         Box::pin(
             drivers
                 .prepare(PingSourceReconciler::new(images.clone()))
-                .run_with(owns::<_, k8s_openapi::api::apps::v1::Deployment>(
-                    c.clone(),
-                    ns.clone(),
-                )),
+                .run_with(owns_shared::<_, Deployment>(caches)),
         ),
         Box::pin(
             drivers
                 .prepare(ApiServerSourceReconciler::new(images))
-                .run_with(owns::<
-                    ApiServerSource,
-                    k8s_openapi::api::apps::v1::Deployment,
-                >(c.clone(), ns.clone())),
+                .run_with(owns_shared::<ApiServerSource, Deployment>(caches)),
         ),
-        Box::pin(drivers.prepare(ContainerSourceReconciler).run_with(owns::<
-            ContainerSource,
-            k8s_openapi::api::apps::v1::Deployment,
-        >(
-            c.clone(), ns.clone()
-        ))),
+        Box::pin(
+            drivers
+                .prepare(ContainerSourceReconciler)
+                .run_with(owns_shared::<ContainerSource, Deployment>(caches)),
+        ),
         Box::pin(drivers.prepare(SinkBindingReconciler).run()),
     ];
     for result in futures::future::join_all(runs).await {

@@ -1,18 +1,27 @@
 //! `knative controller` as a process against the real API server: Knative's helloworld Service
-//! is reconciled to a Configuration, a Revision and its Deployment; SIGTERM stops it cleanly.
+//! is reconciled to a Configuration, a Revision and its Deployment; a ContainerSource whose
+//! adapter Deployment is deleted creates it again (the Eventing reconcilers of the same process
+//! watch their children through the shared informers); SIGTERM stops it cleanly.
 
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use knative_core::testing::envtest::{TestNamespace, client, eventually, install_crds};
+use knative_eventing::apis::ContainerSource;
 use knative_serving::apis::{Configuration, Revision, Service};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 #[tokio::test]
 async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json_and_stops_on_sigterm()
  {
     let client = client().await;
     install_crds(&client, "knative-controller-test", &knative_serving::crds()).await;
+    install_crds(
+        &client,
+        "knative-controller-test",
+        &knative_eventing::crds(),
+    )
+    .await;
     let ns = TestNamespace::create(&client, "controller").await;
     let kubeconfig = std::env::var("KNATIVE_TEST_KUBECONFIG")
         .or_else(|_| std::env::var("KUBECONFIG"))
@@ -78,6 +87,39 @@ async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json
         .map(|c| c.name)
         .collect();
     assert_eq!(containers, ["user-container", "queue-proxy"]);
+
+    // The Eventing reconcilers of the same process watch their children through the shared
+    // informers: a ContainerSource whose adapter Deployment is deleted hears of it (no pass
+    // would come otherwise) and creates it again.
+    let mut source: serde_json::Value = serde_yaml::from_str(include_str!(
+        "../../manifests/eventing/container-source.yaml"
+    ))
+    .unwrap();
+    source["spec"]["sink"] = serde_json::json!({"ref": {"apiVersion": "v1", "kind": "Service", "name": "event-display"}});
+    let source: ContainerSource = serde_json::from_value(source).unwrap();
+    Api::<ContainerSource>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &source)
+        .await
+        .expect("create the ContainerSource");
+    let adapter = eventually("the adapter Deployment", async || {
+        deployments
+            .get_opt("test-heartbeats-deployment")
+            .await
+            .ok()?
+    })
+    .await;
+    deployments
+        .delete("test-heartbeats-deployment", &DeleteParams::foreground())
+        .await
+        .expect("delete the adapter Deployment");
+    eventually("the adapter Deployment created again", async || {
+        let again = deployments
+            .get_opt("test-heartbeats-deployment")
+            .await
+            .ok()??;
+        (again.metadata.uid != adapter.metadata.uid).then_some(())
+    })
+    .await;
 
     // A pass is counted when it returns, just after its writes.
     eventually("reconcile_count_total on /metrics", async || {

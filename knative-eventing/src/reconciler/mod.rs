@@ -21,7 +21,8 @@ pub mod trigger;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use knative_core::apis::{CONDITION_READY, ConditionStatus, KReference};
-use knative_core::reconciler::{Compact, ReconcileError};
+use knative_core::reconciler::cache::Cacheable;
+use knative_core::reconciler::{Caches, Compact, ReconcileError};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -166,4 +167,17 @@ where
         + 'static,
 {
     move |controller| controller.owns(scoped::<C>(&client, &namespace), Default::default())
+}
+
+/// As [`owns`], from the shared informer of `C` in `caches` (one watch of `C` for every
+/// controller of the process) instead of a watch of its own. Give the driver the same `caches`.
+pub fn owns_shared<K, C>(
+    caches: &Caches,
+) -> impl Fn(kube::runtime::Controller<Compact<K>>) -> kube::runtime::Controller<Compact<K>> + use<K, C>
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    C: Cacheable,
+{
+    let caches = caches.clone();
+    move |controller| controller.owns_shared_stream(caches.changes::<C>())
 }
