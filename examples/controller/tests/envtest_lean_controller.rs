@@ -5,6 +5,7 @@
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use knative_core::testing::KillOnDrop;
 use knative_core::testing::envtest::{TestNamespace, client, eventually, install_crds};
 use knative_serving::apis::{Configuration, PodAutoscaler, Route, Service};
 use kube::api::{Api, Patch, PatchParams};
@@ -35,6 +36,7 @@ async fn the_lean_controller_reconciles_helloworld_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start knative-controller");
+    let child = KillOnDrop::new(child);
 
     let service: Service =
         serde_yaml::from_str(include_str!("../../manifests/helloworld-go.yaml")).unwrap();
@@ -79,6 +81,7 @@ async fn the_lean_controller_reconciles_helloworld_and_stops_on_sigterm() {
         .collect();
     assert_eq!(containers, ["user-container", "queue-proxy"]);
 
+    let child = child.into_inner();
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")

@@ -6,6 +6,7 @@
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use knative_core::testing::KillOnDrop;
 use knative_core::testing::envtest::{TestNamespace, client, eventually, install_crds};
 use knative_eventing::apis::ContainerSource;
 use knative_serving::apis::{Configuration, Revision, Service};
@@ -33,7 +34,7 @@ async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json
         .port();
     let logs = tempfile::tempdir().unwrap();
     let log_path = logs.path().join("controller.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_knative"))
+    let child = Command::new(env!("CARGO_BIN_EXE_knative"))
         .args([
             "controller",
             "--namespace",
@@ -49,6 +50,7 @@ async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .expect("start knative controller");
+    let mut child = KillOnDrop::new(child);
 
     let service: Service =
         serde_yaml::from_str(include_str!("../../manifests/helloworld-go.yaml")).unwrap();
@@ -130,7 +132,7 @@ async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json
     })
     .await;
 
-    let pid = child.id().to_string();
+    let pid = child.child().id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -138,7 +140,10 @@ async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json
             .unwrap()
             .success()
     );
-    let status = eventually("the controller to exit", async || child.try_wait().ok()?).await;
+    let status = eventually("the controller to exit", async || {
+        child.child().try_wait().ok()?
+    })
+    .await;
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "controller exited with {status}\n{log}");
     let lines: Vec<serde_json::Value> = log

@@ -11,9 +11,48 @@
 //!   garbage collection, CRDs; it starts in milliseconds, in memory or on a data directory.
 //!   Where it differs from kube-apiserver, its README says so; the same API scenarios run
 //!   against both in `knative-apiserver`'s tests.
+//! - [`KillOnDrop`]: a child process (a controller under test) that does not outlive a failing
+//!   test.
 
 mod api;
 pub mod envtest;
+
+/// A child process that is killed (and reaped) when this is dropped, so that a test that fails
+/// half-way leaves no controller running against the shared test environment.
+#[derive(Debug)]
+pub struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    /// Guards `child`.
+    pub fn new(child: std::process::Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// The child, to signal or wait for.
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0
+            .as_mut()
+            .expect("the child is guarded until into_inner")
+    }
+
+    /// The child, no longer guarded (e.g. for `wait_with_output`).
+    pub fn into_inner(mut self) -> std::process::Child {
+        self.0
+            .take()
+            .expect("the child is guarded until into_inner")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut()
+            && child.try_wait().ok().flatten().is_none()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
 
 /// The embedded API server ([`knative_apiserver`]), for integration tests that need a real
 /// API server but not a cluster.
