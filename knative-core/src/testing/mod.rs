@@ -81,3 +81,34 @@ pub mod embedded {
 }
 
 pub use api::{Action, RecordedEvent, RecordingApi, Verb};
+
+#[cfg(test)]
+mod tests {
+    use super::KillOnDrop;
+
+    #[test]
+    fn a_guarded_child_is_killed_and_reaped_when_the_guard_is_dropped() {
+        let child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let proc_entry = format!("/proc/{}", child.id());
+        assert!(std::path::Path::new(&proc_entry).exists());
+        drop(KillOnDrop::new(child));
+        assert!(!std::path::Path::new(&proc_entry).exists());
+    }
+
+    #[test]
+    fn a_child_taken_out_of_its_guard_keeps_running() {
+        let guard = KillOnDrop::new(
+            std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap(),
+        );
+        let mut child = guard.into_inner();
+        assert!(child.try_wait().unwrap().is_none(), "still running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
