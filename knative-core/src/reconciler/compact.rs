@@ -44,17 +44,12 @@ impl<K> Compact<K> {
         &self.metadata
     }
 
-    /// The object's annotations, decoded.
+    /// The object's annotations, decoded (empty when it has none).
     pub fn annotations(&self) -> std::collections::BTreeMap<String, String> {
         self.annotations
             .as_deref()
             .and_then(|json| serde_json::from_str(json).ok())
             .unwrap_or_default()
-    }
-
-    /// The bytes of JSON held besides the metadata.
-    pub fn json_len(&self) -> usize {
-        self.rest.len()
     }
 }
 
