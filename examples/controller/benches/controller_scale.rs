@@ -5,8 +5,8 @@
 //!    (Configuration, Route, Revision, Deployment, PodAutoscaler, Ingress) directly, with
 //!    `CONCURRENCY` requests in flight, and times it;
 //! 2. **controller**: starts the Serving controller (`knative-controller`, the lean binary; with
-//!    `BENCH_CONTROLLER_BIN=path/to/knative` it runs `knative controller` instead, with the Build
-//!    and Eventing reconcilers besides) for a fresh namespace, creates N Knative
+//!    `BENCH_CONTROLLER_BIN=/absolute/path/to/knative` it runs `knative controller` instead,
+//!    with the Build and Eventing reconcilers besides) for a fresh namespace, creates N Knative
 //!    Services (`CONCURRENCY` in flight) and times until every one has all six children;
 //!    the bench plays the autoscaler (marks PodAutoscalers ready with one pod), because this
 //!    server runs no pods: without it no Revision becomes ready and no Route programs an
@@ -142,6 +142,9 @@ async fn main() -> anyhow::Result<()> {
         let missing = counts.missing(n);
         if missing.values().all(|m| *m == 0) {
             break;
+        }
+        if let Some(status) = controller.try_wait()? {
+            anyhow::bail!("the controller exited ({status}) with children missing: {missing:?}");
         }
         if start.elapsed() > Duration::from_secs(1800) {
             anyhow::bail!("children still missing after 30 minutes: {missing:?}");
