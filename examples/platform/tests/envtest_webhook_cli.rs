@@ -5,12 +5,13 @@
 //! The registration selects only the test's namespace (by a label) and carries a unique name
 //! suffix, so no other test ever reaches this webhook.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use knative_core::testing::KillOnDrop;
 use knative_core::testing::envtest::{TestNamespace, client};
 use knative_serving::apis::Service;
 use kube::ResourceExt;
@@ -29,16 +30,6 @@ async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("timed out waiting for {what}");
-}
-
-/// Kills the webhook process if the test fails half-way, so it never outlives the test.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn service(name: &str, traffic: serde_json::Value) -> DynamicObject {
@@ -94,7 +85,7 @@ async fn the_webhook_command_registers_refuses_invalid_services_and_unregisters_
         .unwrap()
         .port();
     let suffix = format!("{}.cli-test.knative-rs.dev", ns.name);
-    let mut webhook = Running(
+    let mut webhook = KillOnDrop::new(
         Command::new(env!("CARGO_BIN_EXE_knative"))
             .args([
                 "webhook",
@@ -153,11 +144,11 @@ async fn the_webhook_command_registers_refuses_invalid_services_and_unregisters_
         "stored defaulted"
     );
 
-    let pid = webhook.0.id().to_string();
+    let pid = webhook.child().id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
     let exit = eventually("knative webhook exits", async || {
-        webhook.0.try_wait().unwrap()
+        webhook.child().try_wait().unwrap()
     })
     .await;
     assert!(exit.success(), "knative webhook exits cleanly: {exit}");

@@ -4,10 +4,11 @@
 //! The apiserver adapter watches the real kube-apiserver of `$KUBECONFIG`
 //! (`scripts/envtest.sh up`).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use knative_core::testing::KillOnDrop;
 use knative_core::testing::envtest::{TestNamespace, client};
 use knative_eventing::delivery::recorder::{Behaviour, Recorder};
 use kube::Api;
@@ -15,14 +16,7 @@ use kube::api::PostParams;
 use serde_json::{Value, json};
 
 /// The adapter process; killed when dropped.
-struct Adapter(Child);
-
-impl Drop for Adapter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+type Adapter = KillOnDrop;
 
 fn adapter(kind: &str, env: &[(&str, String)]) -> Adapter {
     let mut command = Command::new(env!("CARGO_BIN_EXE_knative"));
@@ -35,7 +29,7 @@ fn adapter(kind: &str, env: &[(&str, String)]) -> Adapter {
     for (name, value) in env {
         command.env(name, value);
     }
-    Adapter(command.spawn().expect("running knative"))
+    KillOnDrop::new(command.spawn().expect("running knative"))
 }
 
 async fn received(sink: &Recorder) -> Vec<Value> {
@@ -168,7 +162,7 @@ async fn channel_without_a_file_serves_the_in_memory_channels_of_the_api_server(
             .args(["--namespace", &ns.name])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        Adapter(command.spawn().unwrap())
+        KillOnDrop::new(command.spawn().unwrap())
     };
     let imc: knative_eventing::apis::InMemoryChannel = serde_json::from_value(json!({
         "apiVersion": "messaging.knative.dev/v1", "kind": "InMemoryChannel",
