@@ -4,11 +4,13 @@
 
 use std::process::{Command, Stdio};
 
-use k8s_openapi::api::apps::v1::Deployment;
+#[path = "common/helloworld.rs"]
+mod helloworld;
+
 use knative_core::testing::KillOnDrop;
 use knative_core::testing::envtest::{TestNamespace, client, eventually, install_crds};
-use knative_serving::apis::{Configuration, PodAutoscaler, Route, Service};
-use kube::api::{Api, Patch, PatchParams};
+use knative_serving::apis::{PodAutoscaler, Route};
+use kube::api::Api;
 
 #[tokio::test]
 async fn the_lean_controller_reconciles_helloworld_and_stops_on_sigterm() {
@@ -38,22 +40,8 @@ async fn the_lean_controller_reconciles_helloworld_and_stops_on_sigterm() {
         .expect("start knative-controller");
     let child = KillOnDrop::new(child);
 
-    let service: Service =
-        serde_yaml::from_str(include_str!("../../manifests/helloworld-go.yaml")).unwrap();
-    Api::<Service>::namespaced(client.clone(), &ns.name)
-        .patch(
-            "hello",
-            &PatchParams::apply("knative-lean-controller-test"),
-            &Patch::Apply(&service),
-        )
-        .await
-        .expect("apply helloworld");
-
-    let configs = Api::<Configuration>::namespaced(client.clone(), &ns.name);
-    eventually("Configuration hello", async || {
-        configs.get_opt("hello").await.ok()?
-    })
-    .await;
+    helloworld::apply_and_await_its_deployment(&client, &ns.name, "knative-lean-controller-test")
+        .await;
     let routes = Api::<Route>::namespaced(client.clone(), &ns.name);
     eventually("Route hello", async || {
         routes.get_opt("hello").await.ok()?
@@ -64,22 +52,6 @@ async fn the_lean_controller_reconciles_helloworld_and_stops_on_sigterm() {
         autoscalers.get_opt("hello-00001").await.ok()?
     })
     .await;
-    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
-    let deployment = eventually("Deployment hello-00001-deployment", async || {
-        deployments.get_opt("hello-00001-deployment").await.ok()?
-    })
-    .await;
-    let containers: Vec<String> = deployment
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    assert_eq!(containers, ["user-container", "queue-proxy"]);
 
     let child = child.into_inner();
     let pid = child.id().to_string();

@@ -121,7 +121,7 @@ async fn activator(args: Args) -> anyhow::Result<()> {
     });
     let activator = Activator::with_forwarder(config, sink, forwarder);
     let watching = if args.revisions.is_empty() {
-        let client = crate::kube_client(args.kubeconfig.as_deref()).await?;
+        let client = knative_core::client::connect(args.kubeconfig.as_deref()).await?;
         tracing::info!(namespace = ?args.namespace, "backends from the cluster's private Endpoints");
         Some(tokio::spawn(cluster::watch(
             Arc::clone(&activator),

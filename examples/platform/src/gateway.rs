@@ -144,7 +144,7 @@ async fn gateway(args: Args) -> anyhow::Result<()> {
 }
 
 async fn cluster(args: Args, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let client = crate::kube_client(args.kubeconfig.as_deref()).await?;
+    let client = knative_core::client::connect(args.kubeconfig.as_deref()).await?;
     let (resolver, watching) = ClusterResolver::start(client.clone(), args.namespace.as_deref());
     let watching = tokio::spawn(watching);
     let gateway = Gateway::with_forwarder(resolver, forwarder(&args));

@@ -100,7 +100,7 @@ async fn platform(args: &Args, data_dir: &Path) -> anyhow::Result<()> {
     // or a real API server whose kube-controller-manager has them.
     let (client, kubeconfig, server, controllers) = match &args.kubeconfig {
         Some(path) => {
-            let client = crate::kube_client(Some(path)).await?;
+            let client = knative_core::client::connect(Some(path)).await?;
             tracing::info!(kubeconfig = %path.display(), "using the API server of this kubeconfig");
             (client, path.clone(), None, None)
         }

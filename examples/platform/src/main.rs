@@ -54,14 +54,6 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-/// A client for the cluster of `kubeconfig`, else of `$KUBECONFIG`, `~/.kube/config` or the
-/// Pod's service account (kube's defaults).
-pub(crate) async fn kube_client(
-    kubeconfig: Option<&std::path::Path>,
-) -> anyhow::Result<kube::Client> {
-    Ok(knative_core::client::connect(kubeconfig).await?)
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print every CustomResourceDefinition of the SDK as a multi-document YAML stream.

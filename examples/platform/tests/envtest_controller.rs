@@ -5,12 +5,15 @@
 
 use std::process::{Command, Stdio};
 
+#[path = "../../controller/tests/common/helloworld.rs"]
+mod helloworld;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use knative_core::testing::KillOnDrop;
 use knative_core::testing::envtest::{TestNamespace, client, eventually, install_crds};
 use knative_eventing::apis::ContainerSource;
-use knative_serving::apis::{Configuration, Revision, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use knative_serving::apis::Revision;
+use kube::api::{Api, DeleteParams, PostParams};
 
 #[tokio::test]
 async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json_and_stops_on_sigterm()
@@ -52,43 +55,13 @@ async fn the_controller_reconciles_helloworld_from_its_kubeconfig_flag_logs_json
         .expect("start knative controller");
     let mut child = KillOnDrop::new(child);
 
-    let service: Service =
-        serde_yaml::from_str(include_str!("../../manifests/helloworld-go.yaml")).unwrap();
-    Api::<Service>::namespaced(client.clone(), &ns.name)
-        .patch(
-            "hello",
-            &PatchParams::apply("knative-controller-test"),
-            &Patch::Apply(&service),
-        )
-        .await
-        .expect("apply helloworld");
-
-    let configs = Api::<Configuration>::namespaced(client.clone(), &ns.name);
-    eventually("Configuration hello", async || {
-        configs.get_opt("hello").await.ok()?
-    })
-    .await;
+    helloworld::apply_and_await_its_deployment(&client, &ns.name, "knative-controller-test").await;
     let revisions = Api::<Revision>::namespaced(client.clone(), &ns.name);
     eventually("Revision hello-00001", async || {
         revisions.get_opt("hello-00001").await.ok()?
     })
     .await;
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
-    let deployment = eventually("Deployment hello-00001-deployment", async || {
-        deployments.get_opt("hello-00001-deployment").await.ok()?
-    })
-    .await;
-    let containers: Vec<String> = deployment
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    assert_eq!(containers, ["user-container", "queue-proxy"]);
 
     // The Eventing reconcilers of the same process watch their children through the shared
     // informers: a ContainerSource whose adapter Deployment is deleted hears of it (no pass

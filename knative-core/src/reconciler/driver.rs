@@ -367,11 +367,8 @@ impl<K: KnativeObject, R: Reconciler<K>> Driver<K, R> {
                     let decoded = obj.decode().map_err(|source| DriverError::Decode {
                         kind: K::kind(&()).into_owned(),
                         source,
-                    });
-                    match decoded {
-                        Ok(decoded) => driver.reconcile(Arc::new(decoded)).await,
-                        Err(err) => Err(err),
-                    }
+                    })?;
+                    driver.reconcile(Arc::new(decoded)).await
                 },
                 |obj, err, driver: Arc<Self>| driver.retry_after_failure(&*obj, err),
                 self,
