@@ -71,6 +71,9 @@ pub struct Args {
     /// `h2c`.
     #[arg(long, default_value = "auto", value_parser = parse_protocol)]
     upstream_protocol: UpstreamProtocol,
+    /// Serve every request through hyper, without the fast path for plain HTTP/1.1 requests.
+    #[arg(long)]
+    no_fast_path: bool,
     /// Worker threads (1 runs everything on one thread, the lightest on a small pod).
     #[arg(long, default_value_t = 1)]
     worker_threads: usize,
@@ -113,6 +116,7 @@ impl Args {
         config.metrics_port = self.metrics_port;
         config.user_metrics_port = self.user_metrics_port;
         config.upstream_protocol = self.upstream_protocol;
+        config.http1_fast_path = !self.no_fast_path;
         config.drain_quiet_period = Duration::try_from_secs_f64(self.drain_quiet_period_seconds)
             .map_err(|e| {
                 anyhow::anyhow!(

@@ -17,6 +17,13 @@
 //! [drains](super::drain): probes fail, traffic is still served until none has arrived for the
 //! quiet period, then the listeners close and the requests in flight finish.
 //!
+//! Plain HTTP/1.1 requests (origin-form, one `Host`, no body or a `Content-Length` one that
+//! has arrived, no hop-by-hop headers, not probes) take a fast path with the same rules: they
+//! are forwarded as bytes, parsed with `httparse`, over pooled connections, and their responses
+//! relayed with their framing, without hyper's request and response values. A connection leaves
+//! it for hyper at its first other request (HTTP/1.0, h2c, upgrades, chunked uploads, probes, bad
+//! requests) and stays there. [`QueueConfig::http1_fast_path`] turns it off.
+//!
 //! ```no_run
 //! use knative_serving::dataplane::queue::{QueueConfig, QueueProxy};
 //!
@@ -30,6 +37,7 @@
 //! ```
 
 mod config;
+mod fast;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -62,7 +70,7 @@ use super::body::{ResponseBody, boxed, text_response};
 use super::breaker::{Breaker, BreakerLayer};
 use super::drain::Drainer;
 use super::probe::{ProbeLayer, Readiness};
-use super::proxy::{Forwarder, ForwarderOptions};
+use super::proxy::{Forwarder, ForwarderOptions, UpstreamProtocol};
 use super::stats::{PrometheusLabels, SharedStats, StatsLayer, StatsReport, StatsReporter};
 use super::timeout::TimeoutLayer;
 use crate::autoscaler::wire::PROTOBUF_CONTENT_TYPE;
@@ -198,11 +206,14 @@ impl QueueProxy {
             + Duration::from_secs(1);
 
         let main = self.main_service();
+        let fast = self.fast_path();
+        let reaping = fast.clone().map(|fast| tokio::spawn(reap_idle(fast)));
         tasks.spawn(accept_loop(
             listeners.main,
             builder.clone(),
             stop_rx.clone(),
             in_flight_limit,
+            fast,
             move |req| main.clone().oneshot(req),
         ));
         if let Some(listener) = listeners.admin {
@@ -215,6 +226,7 @@ impl QueueProxy {
                 builder.clone(),
                 stop_rx.clone(),
                 in_flight_limit,
+                None,
                 move |req| {
                     let admin = admin.clone();
                     async move { Ok::<_, Infallible>(admin.handle(req).await) }
@@ -230,6 +242,7 @@ impl QueueProxy {
                 builder.clone(),
                 stop_rx.clone(),
                 in_flight_limit,
+                None,
                 move |req| {
                     let report = *last_report.lock();
                     std::future::ready(Ok::<_, Infallible>(stats_response(
@@ -245,6 +258,7 @@ impl QueueProxy {
                 builder.clone(),
                 stop_rx.clone(),
                 in_flight_limit,
+                None,
                 move |req| {
                     std::future::ready(Ok::<_, Infallible>(user_metrics_response(&req, &registry)))
                 },
@@ -261,6 +275,9 @@ impl QueueProxy {
             Some(result) = tasks.join_next() => {
                 // An accept loop only ends early on a listener error.
                 reporting.abort();
+                if let Some(reaping) = &reaping {
+            reaping.abort();
+        }
                 return result.unwrap_or_else(|e| Err(std::io::Error::other(e)));
             }
         }
@@ -273,6 +290,9 @@ impl QueueProxy {
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
         reporting.abort();
+        if let Some(reaping) = &reaping {
+            reaping.abort();
+        }
         Ok(())
     }
 
@@ -310,6 +330,27 @@ impl QueueProxy {
             .layer(StatsLayer::new(self.stats.clone()))
             .layer(self.breaker.clone())
             .service(forward)
+    }
+
+    /// The fast path for plain HTTP/1.1 requests ([`fast`]), unless turned off or the user
+    /// container speaks only h2c.
+    fn fast_path(&self) -> Option<Arc<fast::FastPath>> {
+        let config = &self.config;
+        if !config.http1_fast_path || config.upstream_protocol == UpstreamProtocol::H2c {
+            return None;
+        }
+        let options = ForwarderOptions::default();
+        Some(Arc::new(fast::FastPath {
+            stats: self.stats.clone(),
+            breaker: self.breaker.breaker().cloned(),
+            drainer: self.drainer.clone(),
+            timeouts: config.timeouts,
+            target: SocketAddr::new(config.user_address, config.user_port),
+            connect_timeout: options.connect_timeout,
+            header_read_timeout: config.header_read_timeout,
+            max_head: config.max_header_bytes.max(8192),
+            pool: fast::Pool::new(options.pool_idle_timeout, options.pool_max_idle_per_host),
+        }))
     }
 
     fn http_builder(&self) -> auto::Builder<TokioExecutor> {
@@ -358,14 +399,26 @@ async fn report_stats(stats: SharedStats, last: Arc<Mutex<StatsReport>>, period:
     }
 }
 
-/// Accepts connections on `listener` and serves each with `handler` until `stop` turns true;
-/// then closes the listener and lets the connections finish their requests (for at most
-/// `in_flight_limit`).
+/// Closes the fast path's idle backend connections once they time out (a pool only looks at
+/// them when it hands one out).
+async fn reap_idle(fast: Arc<fast::FastPath>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(10));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        fast.pool.reap();
+    }
+}
+
+/// Accepts connections on `listener` and serves each (on the `fast` path while its requests are
+/// plain, then with hyper and `handler`) until `stop` turns true; then closes the listener and
+/// lets the connections finish their requests (for at most `in_flight_limit`).
 async fn accept_loop<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     mut stop: watch::Receiver<bool>,
     in_flight_limit: Duration,
+    fast: Option<Arc<fast::FastPath>>,
     handler: H,
 ) -> std::io::Result<()>
 where
@@ -373,6 +426,8 @@ where
     F: Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    // Each connection task holds a receiver; all are gone when every connection has ended.
+    let (connections, _) = watch::channel(());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -388,19 +443,32 @@ where
             Err(error) => return Err(error),
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper::service::service_fn(handler.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = graceful.watch(connection);
+        let (fast, stop, handler, builder) =
+            (fast.clone(), stop.clone(), handler.clone(), builder.clone());
+        let (watcher, connection) = (graceful.watcher(), connections.subscribe());
         tokio::spawn(async move {
-            if let Err(error) = watched.await {
+            let io = match fast {
+                Some(fast) => match fast.serve(stream, stop).await {
+                    Some(handoff) => handoff,
+                    None => return,
+                },
+                None => fast::Handoff::new(stream),
+            };
+            let service = hyper::service::service_fn(handler);
+            let served = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(served).await {
                 tracing::debug!(error = %error, "connection ended with an error");
             }
+            drop(connection);
         });
     }
     drop(listener);
-    if tokio::time::timeout(in_flight_limit, graceful.shutdown())
+    let finished = async {
+        tokio::join!(graceful.shutdown(), connections.closed());
+    };
+    if tokio::time::timeout(in_flight_limit, finished)
         .await
         .is_err()
     {

@@ -243,6 +243,19 @@ impl SharedStats {
         self.stats.lock().report(now)
     }
 
+    /// Counts a request in; the guard counts it out, recording its status and latency, when
+    /// dropped (as a `500` unless [`InFlight::respond`] said otherwise).
+    pub(crate) fn request_started(&self, proxied: bool) -> InFlight {
+        let started = Instant::now();
+        self.request_in(started, proxied);
+        InFlight {
+            stats: self.clone(),
+            proxied,
+            started,
+            status: 500,
+        }
+    }
+
     fn request_in(&self, now: Instant, proxied: bool) {
         let depth = {
             let mut stats = self.stats.lock();
@@ -294,11 +307,18 @@ pub struct StatsService<S> {
 }
 
 /// Counts a request out (and records its metrics) when its response is over.
-struct InFlight {
+pub(crate) struct InFlight {
     stats: SharedStats,
     proxied: bool,
     started: Instant,
     status: u16,
+}
+
+impl InFlight {
+    /// The status the request is recorded with.
+    pub(crate) fn respond(&mut self, status: u16) {
+        self.status = status;
+    }
 }
 
 impl Drop for InFlight {
@@ -326,20 +346,14 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let proxied = req.headers().contains_key(PROXY_HEADER);
-        let started = Instant::now();
-        self.stats.request_in(started, proxied);
-        let mut in_flight = InFlight {
-            stats: self.stats.clone(),
-            proxied,
-            started,
-            // Counted as a server error if the request is abandoned before a response.
-            status: 500,
-        };
+        // Counted as a server error if the request is abandoned before a response.
+        let mut in_flight = self
+            .stats
+            .request_started(req.headers().contains_key(PROXY_HEADER));
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = future.await?;
-            in_flight.status = response.status().as_u16();
+            in_flight.respond(response.status().as_u16());
             Ok(guard_response(response, in_flight))
         })
     }

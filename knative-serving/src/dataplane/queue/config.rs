@@ -79,6 +79,10 @@ pub struct QueueConfig {
     pub max_header_bytes: usize,
     /// The protocol spoken to the user container.
     pub upstream_protocol: UpstreamProtocol,
+    /// Whether plain HTTP/1.1 requests are forwarded as bytes rather than through hyper's server
+    /// and client (on by default; see the queue module's documentation). Off, every request
+    /// takes the hyper path; with an h2c-only user container it is always off.
+    pub http1_fast_path: bool,
 }
 
 /// Why the environment does not make a configuration.
@@ -131,6 +135,7 @@ impl QueueConfig {
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             upstream_protocol: UpstreamProtocol::Auto,
+            http1_fast_path: true,
         }
     }
 
