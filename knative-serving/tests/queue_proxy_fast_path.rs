@@ -101,6 +101,10 @@ struct Running {
 async fn start(user: SocketAddr, container_concurrency: usize) -> Running {
     let mut config = QueueConfig::new(user.port());
     config.container_concurrency = container_concurrency;
+    start_with(config).await
+}
+
+async fn start_with(mut config: QueueConfig) -> Running {
     config.drain_quiet_period = Duration::ZERO;
     let bind = || TcpListener::bind("127.0.0.1:0");
     let listeners = QueueListeners {
@@ -422,4 +426,24 @@ async fn an_idle_client_connection_is_closed_at_shutdown() {
     // stop() fails unless the proxy ends while this connection stays open.
     queue.stop().await;
     assert_eq!(conn.rest().await, "");
+}
+
+#[tokio::test]
+async fn a_connection_idle_for_the_header_read_timeout_is_closed() {
+    let (_scripted, user) = Scripted::start().await;
+    let mut config = QueueConfig::new(user.port());
+    config.header_read_timeout = Duration::from_millis(300);
+    let queue = start_with(config).await;
+    let mut conn = Conn::open(queue.main).await;
+    // Requests closer together than the timeout keep the connection.
+    for _ in 0..3 {
+        conn.send(&get("/")).await;
+        conn.response().await.expect("served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let idle = std::time::Instant::now();
+    assert_eq!(conn.rest().await, "");
+    let waited = idle.elapsed();
+    assert!(waited < Duration::from_secs(1), "closed after {waited:?}");
+    queue.stop().await;
 }

@@ -73,7 +73,8 @@ pub struct QueueConfig {
     pub drain_quiet_period: Duration,
     /// How often concurrency is averaged and reported to the autoscaler.
     pub stats_period: Duration,
-    /// How long a client may take to send a request's headers.
+    /// How long a client may take to send a request's headers, counted from the end of the
+    /// previous response on a kept-alive connection (so it also closes idle connections).
     pub header_read_timeout: Duration,
     /// The largest request head (request line and headers) accepted, in bytes; larger gets 431.
     pub max_header_bytes: usize,

@@ -30,6 +30,7 @@
 //! rewritten as HTTP/1.1 without them. A backend connection is reused only after a complete
 //! response that allows it.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -42,7 +43,7 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::dataplane::breaker::{Breaker, BreakerPermit};
 use crate::dataplane::drain::Drainer;
@@ -148,8 +149,15 @@ impl FastPath {
     ) -> Option<Handoff> {
         let mut read = BytesMut::with_capacity(READ_SIZE);
         let mut response = BytesMut::with_capacity(READ_SIZE);
+        // As in hyper, the header read timeout runs from the end of one response (or the
+        // connection's start) until the next request head has arrived: it also closes idle
+        // connections. One timer per connection, not per request: it is set once and, when it
+        // fires before the current deadline (which only moves later), set again.
+        let mut timer = Box::pin(tokio::time::sleep(self.header_read_timeout));
+        // The same for the exchanges' deadlines (the revision's timeouts).
+        let mut exchange_timer = Box::pin(tokio::time::sleep(self.header_read_timeout));
         loop {
-            let mut head_deadline = None;
+            let deadline = Instant::now() + self.header_read_timeout;
             let request = loop {
                 match classify_request(&read) {
                     Head::Partial if read.len() < self.max_head => {}
@@ -163,19 +171,18 @@ impl FastPath {
                     }
                 }
                 read.reserve(READ_SIZE);
-                let n = if read.is_empty() {
+                let idle = read.is_empty();
+                let n = tokio::select! {
+                    biased;
+                    n = client.read_buf(&mut read) => n,
                     // Idle between requests: a shutdown closes the connection.
-                    tokio::select! {
-                        biased;
-                        n = client.read_buf(&mut read) => n,
-                        Ok(_) = stop.wait_for(|stop| *stop) => return None,
-                    }
-                } else {
-                    let deadline = *head_deadline
-                        .get_or_insert_with(|| Instant::now() + self.header_read_timeout);
-                    match tokio::time::timeout_at(deadline, client.read_buf(&mut read)).await {
-                        Ok(n) => n,
-                        Err(_) => return None,
+                    Ok(_) = stop.wait_for(|stop| *stop), if idle => return None,
+                    () = &mut timer => {
+                        if Instant::now() < deadline {
+                            timer.as_mut().reset(deadline);
+                            continue;
+                        }
+                        return None;
                     }
                 };
                 match n {
@@ -184,7 +191,13 @@ impl FastPath {
                 }
             };
             let keep_alive = self
-                .exchange(&mut client, &read[..request.len], &request, &mut response)
+                .exchange(
+                    &mut client,
+                    &read[..request.len],
+                    &request,
+                    &mut response,
+                    &mut exchange_timer,
+                )
                 .await;
             read.advance(request.len);
             if !keep_alive || *stop.borrow() {
@@ -201,6 +214,7 @@ impl FastPath {
         bytes: &[u8],
         request: &PlainRequest,
         response: &mut BytesMut,
+        timer: &mut Pin<Box<Sleep>>,
     ) -> bool {
         self.drainer.touch();
         let mut in_flight = self.stats.request_started(request.proxied);
@@ -217,16 +231,12 @@ impl FastPath {
         .min();
         response.clear();
         let started = self.start(client, bytes, request, response);
-        let started = match first_byte {
-            None => started.await,
-            Some(deadline) => match tokio::time::timeout_at(deadline, started).await {
-                Ok(started) => started,
-                Err(_) => Err(Early::Answer(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    TIMEOUT_MESSAGE.to_owned(),
-                )),
-            },
-        };
+        let started = until(timer, first_byte, started).await.unwrap_or_else(|| {
+            Err(Early::Answer(
+                StatusCode::GATEWAY_TIMEOUT,
+                TIMEOUT_MESSAGE.to_owned(),
+            ))
+        });
         let mut started = match started {
             Ok(started) => started,
             Err(Early::Answer(status, message)) => {
@@ -239,7 +249,13 @@ impl FastPath {
         };
         in_flight.respond(started.head.status);
         let relayed = self
-            .relay(client, &mut started, response, total, timeouts.idle)
+            .relay(
+                client,
+                &mut started,
+                response,
+                (total, timeouts.idle),
+                timer,
+            )
             .await;
         let Started {
             conn, head, permit, ..
@@ -289,8 +305,9 @@ impl FastPath {
                 Ok(head) => {
                     return Ok(Started { conn, head, permit });
                 }
-                // A kept-alive connection the backend closed just before the request: nothing
-                // reached it, so it may go on another connection.
+                // A kept-alive connection the backend closed without answering (most likely as
+                // the request went out): an idempotent request may be sent again (RFC 9110
+                // §9.2.2), once, on another connection.
                 Err(_) if reused && !retried && response.is_empty() && request.idempotent => {
                     retried = true;
                 }
@@ -335,8 +352,8 @@ impl FastPath {
         client: &mut TcpStream,
         started: &mut Started,
         response: &mut BytesMut,
-        total: Option<Instant>,
-        idle: Option<Duration>,
+        (total, idle): (Option<Instant>, Option<Duration>),
+        timer: &mut Pin<Box<Sleep>>,
     ) -> io::Result<()> {
         let head = &mut started.head;
         if let Some(rewritten) = head.rewritten.take() {
@@ -370,12 +387,9 @@ impl FastPath {
             .flatten()
             .min();
             let read = started.conn.read_buf(response);
-            let n = match deadline {
-                None => read.await?,
-                Some(deadline) => tokio::time::timeout_at(deadline, read)
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "response timed out"))??,
-            };
+            let n = until(timer, deadline, read)
+                .await
+                .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "response timed out"))??;
             if n == 0 {
                 if body.framing == Framing::UntilClose {
                     head.keep_alive = false;
@@ -392,6 +406,35 @@ impl FastPath {
             {
                 head.keep_alive = false;
                 response.truncate(used);
+            }
+        }
+    }
+}
+
+/// Runs `future` until `deadline` (if any) on a connection's `timer`, which is only set again
+/// when it would fire too late or fires too early: deadlines mostly move later from one request
+/// to the next, and then no request pays for a timer of its own.
+async fn until<F: Future>(
+    timer: &mut Pin<Box<Sleep>>,
+    deadline: Option<Instant>,
+    future: F,
+) -> Option<F::Output> {
+    let Some(deadline) = deadline else {
+        return Some(future.await);
+    };
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    let mut future = std::pin::pin!(future);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut future => return Some(output),
+            () = timer.as_mut() => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                timer.as_mut().reset(deadline);
             }
         }
     }
