@@ -276,8 +276,8 @@ impl QueueProxy {
                 // An accept loop only ends early on a listener error.
                 reporting.abort();
                 if let Some(reaping) = &reaping {
-            reaping.abort();
-        }
+                    reaping.abort();
+                }
                 return result.unwrap_or_else(|e| Err(std::io::Error::other(e)));
             }
         }
@@ -348,9 +348,14 @@ impl QueueProxy {
             target: SocketAddr::new(config.user_address, config.user_port),
             connect_timeout: options.connect_timeout,
             header_read_timeout: config.header_read_timeout,
-            max_head: config.max_header_bytes.max(8192),
+            max_head: self.max_head_bytes(),
             pool: fast::Pool::new(options.pool_idle_timeout, options.pool_max_idle_per_host),
         }))
+    }
+
+    /// How much of a request head is read before it is too large (`431`).
+    fn max_head_bytes(&self) -> usize {
+        self.config.max_header_bytes.max(8192)
     }
 
     fn http_builder(&self) -> auto::Builder<TokioExecutor> {
@@ -363,7 +368,7 @@ impl QueueProxy {
             .writev(false)
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.header_read_timeout)
-            .max_buf_size(self.config.max_header_bytes.max(8192));
+            .max_buf_size(self.max_head_bytes());
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -426,6 +431,7 @@ where
     F: Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder);
     // Each connection task holds a receiver; all are gone when every connection has ended.
     let (connections, _) = watch::channel(());
     loop {
@@ -443,8 +449,12 @@ where
             Err(error) => return Err(error),
         };
         let _ = stream.set_nodelay(true);
-        let (fast, stop, handler, builder) =
-            (fast.clone(), stop.clone(), handler.clone(), builder.clone());
+        let (fast, stop, handler, builder) = (
+            fast.clone(),
+            stop.clone(),
+            handler.clone(),
+            Arc::clone(&builder),
+        );
         let (watcher, connection) = (graceful.watcher(), connections.subscribe());
         tokio::spawn(async move {
             let io = match fast {
