@@ -11,6 +11,9 @@
 # shows medians. RSS is the proxy's peak VmRSS sampled while wrk drives it (VmRSS counts the
 # pages of the shared, read-only executable it touched; "anon" is its private memory).
 #
+# BODY=65536 answers with a body of that many bytes (a static file) instead of the 12-byte
+# "hello world", to measure how the proxies carry larger responses.
+#
 # The queue-proxies run as the lean binary `knative-queue-proxy` (what a Revision Pod runs);
 # QP_CMD="$ROOT/target/release/knative queue-proxy" measures the multi-purpose binary instead.
 #
@@ -28,6 +31,7 @@ CONNS=${CONNS:-"1 16"}
 # Worker threads of each of our proxies (1 = a current-thread runtime).
 QP_THREADS=${QP_THREADS:-1}
 BASE_PORT=${BASE_PORT:-21000}
+BODY=${BODY:-}
 
 need() {
     command -v "$1" >/dev/null 2>&1 && return
@@ -56,6 +60,15 @@ ACTIVATOR=$((BASE_PORT + 212))
 GATEWAY=$((BASE_PORT + 312))
 
 # --- the user container: nginx answering 200 with a fixed body -----------------------------
+if [ -n "$BODY" ]; then
+    mkdir -p "$WORK/www"
+    head -c "$BODY" /dev/zero | tr '\0' 'x' >"$WORK/www/index.html"
+    # nginx's worker runs as nobody: it must get to the file through mktemp's 0700 directory.
+    chmod o+rx "$WORK" "$WORK/www" && chmod o+r "$WORK/www/index.html"
+    ANSWER="root $WORK/www;"
+else
+    ANSWER='return 200 "hello world\n";'
+fi
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -67,7 +80,7 @@ http {
     keepalive_requests 1000000;
     server {
         listen 127.0.0.1:$UPSTREAM;
-        location / { return 200 "hello world\n"; }
+        location / { $ANSWER }
     }
 }
 EOF
@@ -218,7 +231,7 @@ RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 secs=${DURATION%s}
 echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-echo "runs: wrk -t1 -d$DURATION --latency, connections: $CONNS, repetitions: $REPS, queue-proxy threads: $QP_THREADS" >&2
+echo "runs: wrk -t1 -d$DURATION --latency, connections: $CONNS, repetitions: $REPS, queue-proxy threads: $QP_THREADS, body: ${BODY:-12} bytes" >&2
 for rep in $(seq 1 "$REPS"); do
     for c in $CONNS; do
         for case in "${CASES[@]}"; do

@@ -75,6 +75,10 @@ impl Scripted {
                 "/drop" => ("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndrop".into(), true),
                 "/short" => ("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".into(), true),
                 "/garbage" => ("NOT HTTP AT ALL\r\n\r\n".into(), true),
+                "/big" => {
+                    let big = "0123456789".repeat(100_000);
+                    (format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{big}", big.len()), false)
+                }
                 "/echo" => (format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()), false),
                 _ => {
                     let text = format!("connection {connection} {path}");
@@ -445,5 +449,21 @@ async fn a_connection_idle_for_the_header_read_timeout_is_closed() {
     assert_eq!(conn.rest().await, "");
     let waited = idle.elapsed();
     assert!(waited < Duration::from_secs(1), "closed after {waited:?}");
+    queue.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_response_arrives_whole_and_the_connection_goes_on() {
+    let (scripted, user) = Scripted::start().await;
+    let queue = start(user, 0).await;
+    let mut conn = Conn::open(queue.main).await;
+    for _ in 0..2 {
+        conn.send(&get("/big")).await;
+        let response = conn.response().await.expect("the whole response");
+        assert_eq!(body(&response), "0123456789".repeat(100_000));
+    }
+    conn.send(&get("/")).await;
+    assert_eq!(body(&conn.response().await.unwrap()), "connection 1 /");
+    assert_eq!(scripted.connections.load(Ordering::SeqCst), 1);
     queue.stop().await;
 }

@@ -59,6 +59,12 @@ const MAX_HEADERS: usize = 100;
 const MAX_RESPONSE_HEAD: usize = 8192 + 4096 * 100;
 /// How much a read asks for at least.
 const READ_SIZE: usize = 8192;
+/// How large the response buffer grows: reads double it from [`READ_SIZE`] while they fill it,
+/// so a large body takes a few large reads and writes. A read fills all the buffer has, so the
+/// size it reached serves the connection's next responses too.
+const MAX_READ_SIZE: usize = 64 * 1024;
+/// A response buffer larger than this (a huge response head) is given back after the exchange.
+const MAX_KEPT_BUFFER: usize = 2 * MAX_READ_SIZE;
 
 /// What every connection on the fast path shares.
 #[derive(Debug)]
@@ -200,6 +206,9 @@ impl FastPath {
                 )
                 .await;
             read.advance(request.len);
+            if response.capacity() > MAX_KEPT_BUFFER {
+                response = BytesMut::with_capacity(READ_SIZE);
+            }
             if !keep_alive || *stop.borrow() {
                 return None;
             }
@@ -372,13 +381,20 @@ impl FastPath {
                 response.truncate(head.len + used);
             }
         }
+        let mut grow = false;
         loop {
             client.write_all(response).await?;
             if done.is_some() {
                 return Ok(());
             }
+            let spare = response.capacity();
             response.clear();
-            response.reserve(READ_SIZE);
+            response.reserve(if grow {
+                (2 * spare).min(MAX_READ_SIZE)
+            } else {
+                READ_SIZE
+            });
+            let spare = response.capacity();
             let deadline = [
                 total,
                 idle.and_then(|idle| Instant::now().checked_add(idle)),
@@ -400,6 +416,7 @@ impl FastPath {
                     "the backend closed the connection in the middle of the response",
                 ));
             }
+            grow = n == spare;
             done = body.consume(response)?;
             if let Some(used) = done
                 && used < response.len()
