@@ -36,6 +36,24 @@ pub struct Timeouts {
     pub idle: Option<Duration>,
 }
 
+impl Timeouts {
+    /// The deadlines of an exchange that starts at `start`: the whole exchange's, and the one
+    /// by which the response must have started (the earliest of the three). A timeout too large
+    /// to be a point in time is no deadline at all.
+    pub(crate) fn deadlines(&self, start: Instant) -> (Option<Instant>, Option<Instant>) {
+        let total = self.total.and_then(|d| start.checked_add(d));
+        let first_byte = [
+            total,
+            self.response_start.and_then(|d| start.checked_add(d)),
+            self.idle.and_then(|d| start.checked_add(d)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        (total, first_byte)
+    }
+}
+
 /// Which timeout cut a response body off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BodyTimeout {
@@ -97,17 +115,7 @@ where
         if timeouts == Timeouts::default() {
             return Box::pin(future);
         }
-        let start = Instant::now();
-        // A timeout too large to be a point in time is no deadline at all.
-        let total = timeouts.total.and_then(|d| start.checked_add(d));
-        let first_byte = [
-            total,
-            timeouts.response_start.and_then(|d| start.checked_add(d)),
-            timeouts.idle.and_then(|d| start.checked_add(d)),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let (total, first_byte) = timeouts.deadlines(Instant::now());
         Box::pin(async move {
             let response = match first_byte {
                 None => future.await?,

@@ -109,6 +109,10 @@ impl AsyncRead for Handoff {
             let n = self.read.len().min(buf.remaining());
             buf.put_slice(&self.read[..n]);
             self.read.advance(n);
+            if self.read.is_empty() {
+                // hyper has its own buffer from here on.
+                self.read = BytesMut::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.stream).poll_read(cx, buf)
@@ -227,17 +231,7 @@ impl FastPath {
     ) -> bool {
         self.drainer.touch();
         let mut in_flight = self.stats.request_started(request.proxied);
-        let start = Instant::now();
-        let timeouts = self.timeouts;
-        let total = timeouts.total.and_then(|d| start.checked_add(d));
-        let first_byte = [
-            total,
-            timeouts.response_start.and_then(|d| start.checked_add(d)),
-            timeouts.idle.and_then(|d| start.checked_add(d)),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let (total, first_byte) = self.timeouts.deadlines(Instant::now());
         response.clear();
         let started = self.start(client, bytes, request, response);
         let started = until(timer, first_byte, started).await.unwrap_or_else(|| {
@@ -262,7 +256,7 @@ impl FastPath {
                 client,
                 &mut started,
                 response,
-                (total, timeouts.idle),
+                (total, self.timeouts.idle),
                 timer,
             )
             .await;
