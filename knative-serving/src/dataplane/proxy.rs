@@ -372,7 +372,7 @@ fn backend_uri(uri: &Uri, target: SocketAddr) -> Result<Uri, ProxyError> {
 
 /// The headers that concern one connection only (RFC 9110 §7.6.1, plus the non-standard ones
 /// proxies have always removed).
-const HOP_BY_HOP: [HeaderName; 8] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

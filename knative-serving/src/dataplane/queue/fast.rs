@@ -48,7 +48,7 @@ use tokio::time::{Instant, Sleep};
 use crate::dataplane::breaker::{Breaker, BreakerPermit};
 use crate::dataplane::drain::Drainer;
 use crate::dataplane::probe::{KUBE_PROBE_USER_AGENT, KUBELET_PROBE_HEADER, NETWORK_PROBE_HEADER};
-use crate::dataplane::proxy::ProxyError;
+use crate::dataplane::proxy::{HOP_BY_HOP, ProxyError};
 use crate::dataplane::stats::{PROXY_HEADER, SharedStats};
 use crate::dataplane::timeout::{TIMEOUT_MESSAGE, Timeouts};
 
@@ -661,21 +661,12 @@ fn classify_request(bytes: &[u8]) -> Head {
     })
 }
 
-/// The hop-by-hop headers of RFC 9110 §7.6.1 and the non-standard ones proxies remove (`TE` is
-/// apart: only requests carry it).
+/// One of the hop-by-hop headers the hyper path strips ([`HOP_BY_HOP`]; `TE` is apart: only
+/// requests carry it).
 fn is_hop_by_hop(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ]
-    .iter()
-    .any(|hop| name.eq_ignore_ascii_case(hop))
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop.as_str()))
 }
 
 /// A `Content-Length` value: decimal digits only, as RFC 9110 §8.6 has it.
