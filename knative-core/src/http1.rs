@@ -23,14 +23,12 @@ pub struct DrivenConn<B: Body + 'static> {
     connection: http1::Connection<TokioIo<TcpStream>, B>,
     /// The connection future completed: closed by the server, or failed.
     done: bool,
-    idle_since: Instant,
 }
 
 impl<B: Body + 'static> std::fmt::Debug for DrivenConn<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DrivenConn")
             .field("done", &self.done)
-            .field("idle_since", &self.idle_since)
             .finish_non_exhaustive()
     }
 }
@@ -58,7 +56,6 @@ where
             sender,
             connection,
             done: false,
-            idle_since: Instant::now(),
         })
     }
 
@@ -103,22 +100,43 @@ where
     }
 }
 
-/// Idle connections to one server, reused last-in first-out: the most recently used is the
-/// most likely to be alive, and the oldest age out after the idle timeout.
-pub struct IdleConns<B: Body + 'static> {
-    /// The most recently used last. Boxed: a connection moves in and out of here on every
-    /// request, and a pointer moves cheaper.
-    #[allow(clippy::vec_box)]
-    conns: Vec<Box<DrivenConn<B>>>,
+/// What an idle connection can tell, without I/O, about whether the server may still have it
+/// open.
+pub trait MayBeOpen {
+    /// `false` once the connection is known to be closed (or to have received what nobody
+    /// asked for).
+    fn may_be_open(&self) -> bool;
 }
 
-impl<B: Body + 'static> Default for IdleConns<B> {
+impl<B: Body + 'static> MayBeOpen for Box<DrivenConn<B>> {
+    fn may_be_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+}
+
+impl MayBeOpen for TcpStream {
+    /// Only a readiness the runtime has already seen costs a system call: an idle connection
+    /// with nothing to read answers `WouldBlock` from tokio's own state.
+    fn may_be_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+/// Idle connections to one server, reused last-in first-out: the most recently used is the
+/// most likely to be alive, and the oldest age out after the idle timeout.
+pub struct IdleConns<C> {
+    /// With the time each became idle; the most recently used last.
+    conns: Vec<(C, Instant)>,
+}
+
+impl<C> Default for IdleConns<C> {
     fn default() -> Self {
         Self { conns: Vec::new() }
     }
 }
 
-impl<B: Body + 'static> std::fmt::Debug for IdleConns<B> {
+impl<C> std::fmt::Debug for IdleConns<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdleConns")
             .field("len", &self.conns.len())
@@ -126,18 +144,18 @@ impl<B: Body + 'static> std::fmt::Debug for IdleConns<B> {
     }
 }
 
-impl<B: Body + 'static> IdleConns<B> {
+impl<C: MayBeOpen> IdleConns<C> {
     /// The most recently used connection idle for less than `timeout` that the server may not
     /// have closed yet; older ones are dropped.
-    pub fn checkout(&mut self, timeout: Duration) -> Option<Box<DrivenConn<B>>> {
+    pub fn checkout(&mut self, timeout: Duration) -> Option<C> {
         let now = Instant::now();
-        while let Some(conn) = self.conns.pop() {
-            if now.duration_since(conn.idle_since) >= timeout {
+        while let Some((conn, idle_since)) = self.conns.pop() {
+            if now.duration_since(idle_since) >= timeout {
                 // Every one below is older still.
                 self.conns.clear();
                 break;
             }
-            if !conn.sender.is_closed() {
+            if conn.may_be_open() {
                 return Some(conn);
             }
         }
@@ -146,17 +164,22 @@ impl<B: Body + 'static> IdleConns<B> {
 
     /// Keeps `conn` (unless `max` are kept already), dropping those idle for `timeout`, so that a
     /// server no longer used does not keep them.
-    pub fn checkin(&mut self, mut conn: Box<DrivenConn<B>>, timeout: Duration, max: usize) {
-        conn.idle_since = Instant::now();
+    pub fn checkin(&mut self, conn: C, timeout: Duration, max: usize) {
+        let now = Instant::now();
+        self.drop_expired(now, timeout);
+        if self.conns.len() < max {
+            self.conns.push((conn, now));
+        }
+    }
+
+    /// Drops the connections idle for `timeout` or longer at `now`.
+    pub fn drop_expired(&mut self, now: Instant, timeout: Duration) {
         let expired = self
             .conns
             .iter()
-            .take_while(|c| conn.idle_since.duration_since(c.idle_since) >= timeout)
+            .take_while(|(_, since)| now.duration_since(*since) >= timeout)
             .count();
         self.conns.drain(..expired);
-        if self.conns.len() < max {
-            self.conns.push(conn);
-        }
     }
 
     /// How many are kept.

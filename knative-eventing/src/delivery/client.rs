@@ -73,7 +73,7 @@ impl Hasher for Fnv {
 struct Pool {
     /// The `Host` header of its requests.
     host: HeaderValue,
-    idle: IdleConns<Full<Bytes>>,
+    idle: IdleConns<Box<DrivenConn<Full<Bytes>>>>,
 }
 
 impl std::fmt::Debug for HttpClient {

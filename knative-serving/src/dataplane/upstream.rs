@@ -46,7 +46,7 @@ pub(crate) struct PoolOptions {
 #[derive(Debug)]
 pub(crate) struct Pool {
     options: PoolOptions,
-    idle: Mutex<HashMap<SocketAddr, IdleConns<ForwardBody>>>,
+    idle: Mutex<HashMap<SocketAddr, IdleConns<Box<Conn>>>>,
 }
 
 impl Pool {

@@ -45,6 +45,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use knative_core::http1::IdleConns;
+
 use crate::dataplane::breaker::{Breaker, BreakerPermit};
 use crate::dataplane::drain::Drainer;
 use crate::dataplane::probe::{KUBE_PROBE_USER_AGENT, KUBELET_PROBE_HEADER, NETWORK_PROBE_HEADER};
@@ -525,10 +527,10 @@ async fn write_text(
     client.write_all(text.as_bytes()).await
 }
 
-/// Idle connections to the user container, most recently used first.
+/// Idle connections to the user container ([`IdleConns`], as the forwarder keeps them).
 #[derive(Debug)]
 pub(super) struct Pool {
-    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    idle: Mutex<IdleConns<TcpStream>>,
     idle_timeout: Duration,
     max_idle: usize,
 }
@@ -536,51 +538,36 @@ pub(super) struct Pool {
 impl Pool {
     pub(super) fn new(idle_timeout: Duration, max_idle: usize) -> Self {
         Self {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::default(),
             idle_timeout,
             max_idle,
         }
     }
 
+    fn idle(&self) -> std::sync::MutexGuard<'_, IdleConns<TcpStream>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The most recently used idle connection that has not timed out and that the backend has
     /// not closed (as far as the socket knows without a system call).
     fn checkout(&self) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() >= self.idle_timeout {
-                // Every one below is older.
-                idle.clear();
-                return None;
-            }
-            let mut probe = [0u8; 1];
-            match conn.try_read(&mut probe) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Some(conn),
-                // Closed, failed, or sending what nobody asked for.
-                _ => {}
-            }
-        }
-        None
+        self.idle().checkout(self.idle_timeout)
     }
 
     fn checkin(&self, conn: TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() >= self.max_idle {
-            idle.remove(0);
-        }
-        idle.push((conn, Instant::now()));
+        self.idle().checkin(conn, self.idle_timeout, self.max_idle);
     }
 
     /// Closes the connections idle for longer than the idle timeout.
     pub(super) fn reap(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let timeout = self.idle_timeout;
-        idle.retain(|(_, since)| since.elapsed() < timeout);
+        self.idle()
+            .drop_expired(std::time::Instant::now(), self.idle_timeout);
     }
 
     /// How many connections are idle.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.idle().len()
     }
 }
 
